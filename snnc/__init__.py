@@ -1,0 +1,3 @@
+"""snnc: a compiler for trained spiking neural networks."""
+
+__version__ = "0.1.0"
