@@ -409,7 +409,7 @@ def from_nir(
         meta={"source": "nir", "dt": float(dt)},
     )  # fmt: skip
     try:
-        return verify(graph)
+        return verify(graph).sorted()
     except IRError as e:
         raise FrontendError(f"{where}: the NIR graph is inconsistent:\n{e}") from None
 

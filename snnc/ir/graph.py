@@ -114,8 +114,8 @@ class Graph:
     def topo_order(self) -> list[str]:
         """Evaluation order within one time step.
 
-        Edges out of cycle-breaking Delays are cut: a Delay's output at ``t`` depends only on
-        earlier steps. Raises IRError naming the nodes of a cycle with no such Delay.
+        Edges into cycle-breaking Delays are cut: such a Delay's output at ``t`` depends only on
+        earlier steps, so it is evaluated first and takes in its input after the step. Raises IRError naming the nodes of a cycle with no such Delay.
         """
         indeg = {n: 0 for n in self.nodes}
         succ: dict[str, list[str]] = {n: [] for n in self.nodes}
@@ -123,8 +123,8 @@ class Graph:
             for s in srcs:
                 if s not in self.nodes:
                     raise IRError(f"node '{dst}' reads unknown node '{s}'")
-                if self.breaks_cycle(s):
-                    continue
+                if self.breaks_cycle(dst):
+                    continue  # its output at t does not depend on its input at t
                 indeg[dst] += 1
                 succ[s].append(dst)
         ready = [n for n in self.nodes if indeg[n] == 0]
@@ -151,6 +151,11 @@ class Graph:
         return self._shapes
 
     # ------------------------------------------------------------------ edits
+
+    def sorted(self) -> Graph:
+        """The same graph with its nodes listed in evaluation order (see :meth:`topo_order`)."""
+        order = self.topo_order()
+        return self.replace(nodes={n: self.nodes[n] for n in order})
 
     def replace(self, **changes) -> Graph:
         """A new graph with ``nodes``, ``inputs``, ``params``, ``name`` or ``meta`` replaced."""

@@ -1,0 +1,192 @@
+"""The ``snnc`` command. Every SnncError becomes one message on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from snnc.errors import SnncError
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 1,8,8") from None
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive sizes like 1,8,8")
+    return dims
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    return v
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a .nir, .pt/.pth, .json (snnc IR) or .snnc (IR text) file")
+    p.add_argument("--dt", type=_positive, help="time step in seconds for NIR graphs")
+    p.add_argument("--input-shape", type=_shape, help="input shape without batch, e.g. 1,8,8")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="let a .pt run the code it carries when unpickled (trusted files only)")
+    p.add_argument("--model-def", metavar="FILE.py:CLASS",
+                   help="the model's class, for a state dict or a pickled custom module")  # fmt: skip
+
+
+def _load(args, notes: list[str]):
+    from snnc.api import load
+
+    return load(
+        args.model, dt=args.dt, input_shape=args.input_shape, trust_pickle=args.trust_pickle,
+        model_def=args.model_def, notes=notes,
+    )  # fmt: skip
+
+
+def _say(notes: list[str]) -> None:
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+
+
+def cmd_inspect(args) -> int:
+    from snnc.ir.serialize import to_dict
+    from snnc.ir.text import print_graph
+
+    notes: list[str] = []
+    g = _load(args, notes)
+    _say(notes)
+    if args.json:
+        d = to_dict(g)
+        d["shapes"] = {n: list(s) for n, s in g.shapes().items()}
+        print(json.dumps(d, indent=1, sort_keys=True))
+    else:
+        sys.stdout.write(print_graph(g, elide=not args.params))
+    return 0
+
+
+def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _as_output(values: np.ndarray, spiking: bool) -> np.ndarray:
+    return values.astype(np.uint8) if spiking else values.astype(np.float32)
+
+
+def cmd_simulate(args) -> int:
+    from snnc.api import load_input
+    from snnc.sim.reference import simulate
+
+    x = load_input(args.input)
+    if args.input_shape is None and x.ndim >= 3:
+        args.input_shape = tuple(x.shape[2:])
+    notes: list[str] = []
+    g = _load(args, notes)
+    _say(notes)
+    result = simulate(g, x, record=args.record)
+    out, rec = result if args.record else (result, {})
+    out_node = g.output_names[0]
+    src = g.nodes[g.inputs[out_node][0]]
+    arrays = {"output": _as_output(out, src.spiking)}
+    for name, values in rec.items():
+        arrays[f"layer/{name}"] = _as_output(values, g.nodes[name].spiking)
+    t, b = out.shape[:2]
+    counts = out.reshape(t, b, -1).sum(axis=0)
+    print(f"simulated {b} input(s) x {t} steps with engine '{args.engine}'")
+    if src.spiking:
+        print(f"output spikes: {int(out.sum())} ({out.mean():.4f} per neuron per step)")
+        print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
+              "..." if b > 20 else "")  # fmt: skip
+    if args.output:
+        _atomic_npz(Path(args.output), arrays)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from snnc.frontend.nir_export import write_nir
+
+    notes: list[str] = []
+    g = _load(args, notes)
+    out = Path(args.output)
+    if out.suffix.lower() == ".nir":
+        notes += write_nir(g, out, dt=args.dt)
+    elif out.suffix.lower() == ".json":
+        from snnc.ir.serialize import save
+
+        save(g, out)
+    elif out.suffix.lower() == ".snnc":
+        from snnc.ir.serialize import _atomic_write
+        from snnc.ir.text import print_graph
+
+        _atomic_write(out, print_graph(g).encode())
+    else:
+        raise SnncError(f"{out}: unknown output type; expected .nir, .json or .snnc")
+    _say(notes)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from snnc import __version__
+
+    p = argparse.ArgumentParser(prog="snnc", description="Compile trained spiking neural networks.")
+    p.add_argument("--version", action="version", version=f"snnc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("inspect", help="print the IR of a model")
+    _model_args(s)
+    s.add_argument("--json", action="store_true", help="print the IR as JSON")
+    s.add_argument("--params", action="store_true", help="print every parameter value")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("simulate", help="simulate a model on an input array")
+    _model_args(s)
+    s.add_argument("--input", required=True, help="time-major input (T, B, ...) as .npy/.npz")
+    s.add_argument("-o", "--output", help="write output spikes to this .npz")
+    s.add_argument("--engine", choices=["reference"], default="reference",
+                   help="reference: float simulation of the IR")  # fmt: skip
+    s.add_argument("--record", action="store_true", help="also save every layer's output")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("convert", help="write a model as NIR (.nir) or snnc IR (.json, .snnc)")
+    _model_args(s)
+    s.add_argument("-o", "--output", required=True, help="output file: .nir, .json or .snnc")
+    s.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SnncError as e:
+        print(f"snnc: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("snnc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
