@@ -51,7 +51,7 @@ def load_nir_file(
     if not path.is_file():
         raise FrontendError(f"{path}: no such file (expected a NIR graph written by nir.write)")
     try:
-        g = nir.read(path)
+        g = nir.read(path, type_check=False)  # snnc checks types itself, naming the node
     except Exception as e:  # h5py/nir raise many types on corrupt files
         raise FrontendError(
             f"{path}: not a readable NIR file ({type(e).__name__}: {e}); expected an HDF5 file "
@@ -397,7 +397,8 @@ def from_nir(
         taken.add(names[k])
     low = _Lowering(dt, where)
     for k, node in flat_nodes.items():
-        low.lower(names[k], node, origin=f"nir:{k}")
+        origin = _meta_str(getattr(node, "metadata", {}) or {}, "snnc.origin") or f"nir:{k}"
+        low.lower(names[k], node, origin=origin)
     inputs: dict[str, list[str]] = {names[k]: [] for k in flat_nodes}
     for s, d in flat_edges:
         if s not in names or d not in names:

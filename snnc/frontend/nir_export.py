@@ -138,7 +138,7 @@ def to_nir(g: Graph, *, dt: float | None = None) -> tuple[object, list[str]]:
             continue
         in_shape = shapes[g.inputs[n][0]] if g.inputs[n] else None
         nn_ = _convert(n, node, dict(g.params[n]), in_shape, dt)
-        md = {}
+        md = {"snnc.origin": node.origin} if node.origin else {}
         if isinstance(node, (N.LIF, N.IF, N.CubaLIF)):
             if node.reset is not N.ResetMode.TO_VALUE or node.timing is not N.ResetTiming.IMMEDIATE:
                 md["snnc.reset"] = node.reset.value
