@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from snnc.errors import FrontendError, IRError
+from snnc.frontend import nir_flavors
+from snnc.frontend.nir_flavors import Flavor
 from snnc.ir import nodes as N
 from snnc.ir.graph import NAME_RE, Graph
 from snnc.ir.verify import verify
@@ -42,7 +44,8 @@ DEFAULT_DT = 1e-4
 
 
 def load_nir_file(
-    path: str | os.PathLike, *, dt: float | None = None, notes: list[str] | None = None
+    path: str | os.PathLike, *, dt: float | None = None, notes: list[str] | None = None,
+    flavor: str | None = None,
 ) -> Graph:
     """Read a ``.nir`` file (HDF5) and lower it to the IR; see :func:`from_nir`."""
     import nir
@@ -57,7 +60,7 @@ def load_nir_file(
             f"{path}: not a readable NIR file ({type(e).__name__}: {e}); expected an HDF5 file "
             "written by nir.write"
         ) from None
-    return from_nir(g, dt=dt, name=path.stem, source=str(path), notes=notes)
+    return from_nir(g, dt=dt, name=path.stem, source=str(path), notes=notes, flavor=flavor)
 
 
 def _arr(x, shape=None) -> np.ndarray:
@@ -81,8 +84,9 @@ def _meta_str(md: dict, key: str) -> str | None:
 class _Lowering:
     """Builds the IR graph from a flattened NIR node dict."""
 
-    def __init__(self, dt: float, where: str) -> None:
+    def __init__(self, dt: float, where: str, flavor: Flavor) -> None:
         self.dt = dt
+        self.flavor = flavor
         self.where = where
         self.nodes: dict[str, N.Node] = {}
         self.params: dict[str, dict[str, np.ndarray]] = {}
@@ -104,18 +108,23 @@ class _Lowering:
     def _tau(self, name, node, tau, what="tau") -> np.ndarray:
         tau = _arr(tau)
         self._finite(name, node, **{what: tau})
-        if np.any(tau < self.dt):
+        if np.any(tau <= 0) or np.any(tau < self.flavor.min_tau(self.dt)):
             raise self.fail(
                 name, node,
                 f"{what} = {tau.min():g} s is shorter than the time step dt = {self.dt:g} s; "
-                "forward Euler would be unstable. Pass a smaller --dt (the exporter's own step: "
-                "snnTorch/SpikingJelly 1e-4, Norse 1e-3, Sinabs 1)",
+                "forward Euler would be unstable. Pass the exporter's own step with --dt "
+                "(snnTorch/SpikingJelly 1e-4, Norse 1e-3, Sinabs 1) or its --nir-flavor (Norse "
+                "writes tau multiplied by dt: --nir-flavor norse)",
             )  # fmt: skip
         return tau
 
     def _spiking_attrs(self, nirnode) -> dict:
         md = getattr(nirnode, "metadata", {}) or {}
-        attrs = {"reset": N.ResetMode.TO_VALUE, "timing": N.ResetTiming.IMMEDIATE}
+        attrs = {
+            "reset": self.flavor.reset or N.ResetMode.TO_VALUE,
+            "timing": N.ResetTiming.IMMEDIATE,
+            "strict": self.flavor.strict,
+        }
         if (r := _meta_str(md, "snnc.reset")) is not None:
             attrs["reset"] = N.ResetMode(r)
         if (t := _meta_str(md, "snnc.timing")) is not None:
@@ -127,13 +136,18 @@ class _Lowering:
     def neuron(self, name: str, n, origin: str) -> None:  # noqa: C901 - one case per NIR type
         import nir
 
-        dt = self.dt
+        dt, fl = self.dt, self.flavor
+        if fl.name == "rockpool" and not isinstance(n, nir.CubaLIF):
+            raise self.fail(name, n, "with --nir-flavor rockpool only CubaLIF (LIFTorch) is "
+                            "understood; other Rockpool neurons are not verified")  # fmt: skip
         if isinstance(n, (nir.LIF, nir.LI)):
             tau = self._tau(name, n, n.tau)
             shape = tau.shape
             r, v_leak = _arr(n.r, shape), _arr(n.v_leak, shape)
             self._finite(name, n, r=r, v_leak=v_leak)
-            p = dict(decay=1 - dt / tau, gain=dt * r / tau, bias=dt * v_leak / tau)
+            self._zero_start(name, n, v_leak)
+            decay, gain, bias = fl.lif(tau, r, v_leak, dt)
+            p = dict(decay=decay, gain=gain, bias=bias)
             if isinstance(n, nir.LI):
                 self.add(name, N.LI(origin=origin), **p)
                 return
@@ -145,10 +159,9 @@ class _Lowering:
             tau_syn, tau_mem = _arr(tau_syn, shape), _arr(tau_mem, shape)
             r, v_leak, w_in = _arr(n.r, shape), _arr(n.v_leak, shape), _arr(n.w_in, shape)
             self._finite(name, n, r=r, v_leak=v_leak, w_in=w_in)
-            p = dict(
-                decay_i=1 - dt / tau_syn, gain_i=dt * w_in / tau_syn,
-                decay=1 - dt / tau_mem, gain=dt * r / tau_mem, bias=dt * v_leak / tau_mem,
-            )  # fmt: skip
+            self._zero_start(name, n, v_leak)
+            keys = ("decay_i", "gain_i", "decay", "gain", "bias")
+            p = dict(zip(keys, fl.cuba(tau_syn, tau_mem, r, v_leak, w_in, dt), strict=True))
             if isinstance(n, nir.CubaLI):
                 self.add(name, N.CubaLI(origin=origin), **p)
                 return
@@ -156,11 +169,19 @@ class _Lowering:
         elif isinstance(n, (nir.I, nir.IF)):
             r = _arr(n.r)
             self._finite(name, n, r=r)
+            gain = fl.integrator_gain(r, dt)
             if isinstance(n, nir.I):
-                self.add(name, N.LI(origin=origin), decay=np.ones_like(r), gain=dt * r,
+                self.add(name, N.LI(origin=origin), decay=np.ones_like(r), gain=gain,
                          bias=np.zeros_like(r))  # fmt: skip
                 return
-            self._threshold(name, n, origin, N.IF, r.shape, dict(gain=dt * r, bias=0 * r))
+            self._threshold(name, n, origin, N.IF, r.shape, dict(gain=gain, bias=0 * r))
+
+    def _zero_start(self, name, n, v_leak) -> None:
+        # Norse starts its membrane at v_leak and SpikingJelly at v_reset (= v_leak in its
+        # files); the IR's neurons start at 0.
+        if self.flavor.name in ("norse", "spikingjelly") and np.any(v_leak != 0):
+            raise self.fail(name, n, f"{self.flavor.name} starts the membrane at v_leak = "
+                            f"{v_leak.reshape(-1)[0]:g}; snnc's neurons start at 0")  # fmt: skip
 
     def _threshold(self, name, n, origin, cls, shape, p) -> None:
         th = _arr(n.v_threshold, shape)
@@ -180,9 +201,11 @@ class _Lowering:
         if isinstance(n, (nir.LIF, nir.LI, nir.CubaLIF, nir.CubaLI, nir.I, nir.IF)):
             self.neuron(name, n, origin)
         elif isinstance(n, nir.Input):
-            self.add(name, N.Input(shape=_io_shape(n.input_type, name), origin=origin))
+            shape = self._io(_io_shape(n.input_type, name))
+            self.add(name, N.Input(shape=shape, origin=origin))
         elif isinstance(n, nir.Output):
-            self.add(name, N.Output(shape=_io_shape(n.output_type, name), origin=origin))
+            shape = self._io(_io_shape(n.output_type, name))
+            self.add(name, N.Output(shape=shape, origin=origin))
         elif isinstance(n, nir.Affine):
             w, b = _arr(n.weight), _arr(n.bias)
             self._finite(name, n, weight=w, bias=b)
@@ -226,6 +249,12 @@ class _Lowering:
                 "Scale, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Delay, Threshold, "
                 "LI, LIF, I, IF, CubaLI, CubaLIF and nested NIRGraphs",
             )  # fmt: skip
+
+    def _io(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        # Norse and Rockpool write the sample's batch (and Rockpool a time) dimension of 1
+        while self.flavor.strip_batch and len(shape) > 1 and shape[0] == 1:
+            shape = shape[1:]
+        return shape
 
     def conv(self, name, n, origin) -> None:
         import nir
@@ -362,30 +391,43 @@ def _back_edges(names: Iterable[str], inputs: dict[str, list[str]], roots: list[
 
 def from_nir(
     g, *, dt: float | None = None, name: str = "nir", source: str = "",
-    notes: list[str] | None = None,
+    notes: list[str] | None = None, flavor: str | None = None,
 ) -> Graph:
     """Lower a ``nir.NIRGraph`` to an IR graph integrated with step ``dt`` (seconds).
 
-    Without ``dt``, the file's ``metadata['dt']`` is used, else :data:`DEFAULT_DT`; ``notes``
-    (if given) receives a line saying which.
+    ``flavor`` names the exporter whose reading of NIR to follow (see
+    :mod:`snnc.frontend.nir_flavors`); by default one recognised from the node names, else
+    ``nir``. Without ``dt``, the file's ``metadata['dt']`` is used, else the flavor's default
+    (:data:`DEFAULT_DT` for plain NIR). ``notes`` (if given) receives what was chosen.
     """
     import nir
 
     if not isinstance(g, nir.NIRGraph):
         raise FrontendError(f"expected a nir.NIRGraph, got {type(g).__name__}")
+    said: list[str] = []
+    if flavor is None:
+        flavor = nir_flavors.detect(list(g.nodes))
+        if flavor is not None:
+            said.append(f"the node names are those of {flavor}'s exporter: reading it with "
+                        f"--nir-flavor {flavor} (pass --nir-flavor nir for plain NIR)")  # fmt: skip
+    fl = nir_flavors.get(flavor or "nir")
     if dt is None:
         md_dt = (g.metadata or {}).get("dt")
         if md_dt is not None:
             dt = float(np.asarray(md_dt))
-            said = f"NIR is continuous-time: using dt = {dt:g} s from the file (--dt overrides)"
+            said.append(f"NIR is continuous-time: using dt = {dt:g} s from the file (--dt "
+                        "overrides)")  # fmt: skip
         else:
-            dt = DEFAULT_DT
-            said = (
-                f"NIR is continuous-time: using the default dt = {dt:g} s, the step of "
-                "snnTorch's and SpikingJelly's exporters (pass --dt: Norse 1e-3, Sinabs 1)"
+            dt = fl.default_dt
+            said.append(
+                f"NIR is continuous-time: using dt = {dt:g} s, the default of flavor "
+                f"'{fl.name}' (pass --dt, or --nir-flavor norse|sinabs|rockpool|spikingjelly "
+                "for files from those exporters)"
             )
-        if notes is not None:
-            notes.append(said)
+    if fl.note:
+        said.append(fl.note)
+    if notes is not None:
+        notes += said
     if not (np.isfinite(dt) and dt > 0):
         raise FrontendError(f"dt must be a positive number of seconds, got {dt}")
     where = source or "NIR graph"
@@ -395,7 +437,7 @@ def from_nir(
     for k in flat_nodes:
         names[k] = _ir_name(k, taken)
         taken.add(names[k])
-    low = _Lowering(dt, where)
+    low = _Lowering(dt, where, fl)
     for k, node in flat_nodes.items():
         origin = _meta_str(getattr(node, "metadata", {}) or {}, "snnc.origin") or f"nir:{k}"
         low.lower(names[k], node, origin=origin)
@@ -407,7 +449,7 @@ def from_nir(
     _insert_cycle_delays(low, inputs, flat_nodes, names)
     graph = Graph(
         low.nodes, inputs, low.params, name=name,
-        meta={"source": "nir", "dt": float(dt)},
+        meta={"source": "nir", "dt": float(dt), "flavor": fl.name},
     )  # fmt: skip
     try:
         return verify(graph).sorted()

@@ -165,7 +165,7 @@ def _lif_graph(reset, timing, strict=True) -> Graph:
          "output": N.Output(shape=(2,), origin="y")},
         {"fc": ["input"], "lif": ["fc"], "output": ["lif"]},
         {"fc": {"weight": np.ones((2, 3)), "bias": np.zeros(2)}, "lif": p},
-        name="g", meta={"source": "nir", "dt": 0.001},
+        name="g", meta={"source": "nir", "dt": 0.001, "flavor": "nir"},
     )  # fmt: skip
 
 
@@ -199,7 +199,7 @@ def test_dt_sets_the_discretisation() -> None:
     x = np.array([2.5, 0.5, 0.0, 1.0, 1.5], np.float32).reshape(5, 1, 1)
     assert simulate(g, x).reshape(-1).tolist() == [1, 0, 0, 1, 1]
     from_nir(graph, notes=notes)
-    assert "default dt = 0.0001 s" in notes[0]
+    assert "using dt = 0.0001 s, the default of flavor 'nir'" in notes[0]
     with pytest.raises(FrontendError, match=r"tau = 0.002 s is shorter than the time step dt = 0.01"):
         from_nir(graph, dt=1e-2)
 
