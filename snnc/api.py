@@ -29,6 +29,7 @@ def load(
     trust_pickle: bool = False,
     model_def: str | None = None,
     notes: list[str] | None = None,
+    nir_flavor: str | None = None,
 ) -> Graph:
     """Load a model into the IR.
 
@@ -45,11 +46,14 @@ def load(
         How a ``.pt`` may be unpickled (see :mod:`snnc.frontend.safeload`).
     notes
         Receives remarks a user should see (the ``dt`` chosen, approximations).
+    nir_flavor
+        Whose exporter wrote a NIR graph (see :mod:`snnc.frontend.nir_flavors`).
     """
     if isinstance(model, Graph):
         return verify(model)
     if isinstance(model, (str, os.PathLike)):
-        return _load_path(Path(model), dt, input_shape, trust_pickle, model_def, notes)
+        return _load_path(Path(model), dt, input_shape, trust_pickle, model_def, notes,
+                          nir_flavor)  # fmt: skip
     import torch
 
     if isinstance(model, torch.nn.Module):
@@ -62,7 +66,7 @@ def load(
         if isinstance(model, nir.NIRGraph):
             from snnc.frontend.nir import from_nir
 
-            return from_nir(model, dt=dt, notes=notes)
+            return from_nir(model, dt=dt, notes=notes, flavor=nir_flavor)
     except ImportError:
         pass
     raise FrontendError(
@@ -71,7 +75,7 @@ def load(
     )
 
 
-def _load_path(path: Path, dt, input_shape, trust_pickle, model_def, notes) -> Graph:
+def _load_path(path: Path, dt, input_shape, trust_pickle, model_def, notes, flavor) -> Graph:
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
         kinds = ", ".join(f"{k} ({v})" for k, v in MODEL_SUFFIXES.items())
@@ -83,7 +87,7 @@ def _load_path(path: Path, dt, input_shape, trust_pickle, model_def, notes) -> G
     if suffix == ".nir":
         from snnc.frontend.nir import load_nir_file
 
-        return load_nir_file(path, dt=dt, notes=notes)
+        return load_nir_file(path, dt=dt, notes=notes, flavor=flavor)
     if suffix in (".pt", ".pth"):
         from snnc.frontend.safeload import load_torch_file
         from snnc.frontend.torch import from_torch

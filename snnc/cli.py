@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnc.errors import SnncError
+from snnc.errors import SimulationError, SnncError
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -38,6 +38,10 @@ def _positive(text: str) -> float:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a .nir, .pt/.pth, .json (snnc IR) or .snnc (IR text) file")
     p.add_argument("--dt", type=_positive, help="time step in seconds for NIR graphs")
+    p.add_argument("--nir-flavor", choices=["nir", "snntorch", "norse", "sinabs", "rockpool",
+                                            "spikingjelly"],
+                   help="whose exporter wrote the .nir (its reading of the numbers); default: "
+                        "recognised from node names, else plain NIR")  # fmt: skip
     p.add_argument("--input-shape", type=_shape, help="input shape without batch, e.g. 1,8,8")
     p.add_argument("--trust-pickle", action="store_true",
                    help="let a .pt run the code it carries when unpickled (trusted files only)")
@@ -50,7 +54,7 @@ def _load(args, notes: list[str]):
 
     return load(
         args.model, dt=args.dt, input_shape=args.input_shape, trust_pickle=args.trust_pickle,
-        model_def=args.model_def, notes=notes,
+        model_def=args.model_def, notes=notes, nir_flavor=args.nir_flavor,
     )  # fmt: skip
 
 
@@ -103,7 +107,10 @@ def cmd_simulate(args) -> int:
     notes: list[str] = []
     g = _load(args, notes)
     _say(notes)
-    result = simulate(g, x, record=args.record)
+    try:
+        result = simulate(g, x, record=args.record)
+    except SimulationError as e:
+        raise SimulationError(f"{args.input}: {e}") from None
     out, rec = result if args.record else (result, {})
     out_node = g.output_names[0]
     src = g.nodes[g.inputs[out_node][0]]
