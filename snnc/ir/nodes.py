@@ -145,10 +145,26 @@ class Output(Node):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Affine(Node):
+class _Weighted(Node):
+    """A layer with weights. After quantisation (integer weights) ``bits`` is the stored width
+    and every weight is a ``bits``-bit signed integer shifted left by ``shift``."""
+
+    bits: int = 0
+    shift: int = 0
+
+    def _check_quant(self) -> None:
+        _need(0 <= self.bits <= 16 and 0 <= self.shift <= 24,
+              f"{type(self).__name__}: bits {self.bits} / shift {self.shift} out of range")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Affine(_Weighted):
     """``y = W x + b`` over the last dimension; weight ``(out, in)``, bias ``(out,)``."""
 
     PARAMS = ("weight", "bias")
+
+    def __post_init__(self) -> None:
+        self._check_quant()
 
     def infer_shape(self, in_shape, params):
         w, b = params["weight"], params["bias"]
@@ -162,10 +178,13 @@ class Affine(Node):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Linear(Node):
+class Linear(_Weighted):
     """``y = W x`` over the last dimension; weight ``(out, in)``."""
 
     PARAMS = ("weight",)
+
+    def __post_init__(self) -> None:
+        self._check_quant()
 
     def infer_shape(self, in_shape, params):
         w = params["weight"]
@@ -198,7 +217,7 @@ def _conv_out(size: int, k: int, stride: int, pad: int, dil: int) -> int:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Conv1d(Node):
+class Conv1d(_Weighted):
     """1-D convolution (cross-correlation as torch): weight ``(C_out, C_in/groups, k)``."""
 
     stride: int = 1
@@ -212,6 +231,7 @@ class Conv1d(Node):
     def __post_init__(self) -> None:
         _need(self.stride >= 1 and self.dilation >= 1 and self.groups >= 1 and self.padding >= 0,
               f"Conv1d: bad stride/padding/dilation/groups {self.attrs()}")
+        self._check_quant()
 
     def infer_shape(self, in_shape, params):
         w = params["weight"]
@@ -228,7 +248,7 @@ class Conv1d(Node):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Conv2d(Node):
+class Conv2d(_Weighted):
     """2-D convolution (cross-correlation as torch): weight ``(C_out, C_in/groups, kh, kw)``."""
 
     stride: tuple[int, int] = (1, 1)
@@ -244,6 +264,7 @@ class Conv2d(Node):
         object.__setattr__(self, "padding", _pair(self.padding, "Conv2d.padding", 0))
         object.__setattr__(self, "dilation", _pair(self.dilation, "Conv2d.dilation", 1))
         _need(int(self.groups) >= 1, f"Conv2d.groups must be >= 1, got {self.groups}")
+        self._check_quant()
 
     def infer_shape(self, in_shape, params):
         w = params["weight"]
@@ -351,7 +372,21 @@ class Threshold(Node):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Neuron(Node):
-    """Shared shape rule: every parameter has exactly the neuron population's shape."""
+    """Shared shape rule: every parameter has exactly the neuron population's shape.
+
+    Quantised populations (integer parameters) also state their arithmetic; see
+    :mod:`snnc.sim.integer` for the exact rules. ``decay_bits`` F: a decay ``d`` multiplies as
+    ``(v*d + 2**(F-1)) >> F``; with ``decay_shift`` the decay is ``v - (v >> k)`` with ``k`` the
+    decay parameter (``k < 0``: no leak). ``state_bits``/``current_bits``: the signed width of
+    the membrane/current; with ``saturate`` the value is clipped to it after integration,
+    otherwise the quantiser proved it cannot overflow.
+    """
+
+    decay_bits: int = 0
+    decay_shift: bool = False
+    state_bits: int = 0
+    current_bits: int = 0
+    saturate: bool = False
 
     def infer_shape(self, in_shape, params):
         shapes = {k: params[k].shape for k in self.PARAMS}
@@ -366,6 +401,18 @@ class _Neuron(Node):
     def stateful(self) -> bool:
         return True
 
+    def __post_init__(self) -> None:
+        self._check_quant()
+
+    def _check_quant(self) -> None:
+        _need(0 <= self.decay_bits <= 24 and 0 <= self.state_bits <= 62
+              and 0 <= self.current_bits <= 62,
+              f"{type(self).__name__}: decay_bits/state_bits/current_bits out of range")
+
+    @property
+    def quantized(self) -> bool:
+        return self.state_bits > 0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Spiking(_Neuron):
@@ -374,6 +421,7 @@ class _Spiking(_Neuron):
     strict: bool = True
 
     def __post_init__(self) -> None:
+        _Neuron._check_quant(self)
         object.__setattr__(self, "reset", ResetMode(self.reset))
         object.__setattr__(self, "timing", ResetTiming(self.timing))
         if self.timing is ResetTiming.GATED:

@@ -39,6 +39,9 @@ DTYPES = {
 }  # fmt: skip
 DTYPE_NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 ELIDE_OVER = 16
+#: fields printed only when set (they describe quantised arithmetic; 0/False is the default)
+QUANT_FIELDS = ("bits", "shift", "decay_bits", "decay_shift", "state_bits", "current_bits",
+                "saturate")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- printing
@@ -104,7 +107,8 @@ def print_graph(g: Graph, *, elide: bool = False, marks: dict[str, str] | None =
     for k in sorted(g.meta):
         lines.append(f"meta {k} = {_format_value(g.meta[k])}")
     for name, node in g.nodes.items():
-        attrs = [f"{k} = {_format_value(v)}" for k, v in node.attrs().items()]
+        attrs = [f"{k} = {_format_value(v)}" for k, v in node.attrs().items()
+                 if not (k in QUANT_FIELDS and not v)]  # fmt: skip
         if node.origin:
             attrs.append(f"origin = {json.dumps(node.origin)}")
         line = f"%{name} = {node.kind} {{{', '.join(attrs)}}}"

@@ -70,7 +70,9 @@ def graphs(draw, max_layers: int = 5) -> Graph:
         name = fresh("layer")
         origin = draw(origins)
         if len(shape) == 3:
-            choice = draw(st.sampled_from(["conv", "pool", "neuron", "flatten"]))
+            options = ["conv", "pool", "neuron", "flatten"] if min(shape[1:]) >= 2 else \
+                ["neuron", "flatten"]  # fmt: skip
+            choice = draw(st.sampled_from(options))
             if choice == "conv":
                 c_out, k = draw(st.integers(1, 3)), draw(st.integers(1, 2))
                 node = N.Conv2d(stride=(1, 1), padding=(draw(st.integers(0, 1)),) * 2,
