@@ -66,9 +66,19 @@ class PassContext:
     timings: list[tuple[str, float]] = field(default_factory=list)
 
 
+BUILTIN = ("canonicalize", "quantize")
+
+
 def _load_builtin_passes() -> None:
     # importing a pass module registers it
-    from snnc.passes import canonicalize, quantize  # noqa: F401
+    import importlib
+
+    for mod in BUILTIN:
+        try:
+            importlib.import_module(f"snnc.passes.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"snnc.passes.{mod}":
+                raise
 
 
 _SPEC_RE = re.compile(r"\s*([a-z][a-z0-9\-]*)\s*(?:\{([^{}]*)\})?\s*(?:,|$)")

@@ -81,10 +81,11 @@ def _apply_reset(v, s, reset: ResetMode, p) -> torch.Tensor:
 class _Delay:
     """Ring of past inputs; element k outputs its input from ``steps[k]`` steps ago."""
 
-    def __init__(self, steps: np.ndarray, batch: int, shape) -> None:
+    def __init__(self, steps: np.ndarray, batch: int, shape, dtype=torch.float32) -> None:
         self.steps = torch.as_tensor(steps.astype(np.int64))
         self.depth = int(steps.max(initial=0))
-        self.hist = [torch.zeros((batch, *shape)) for _ in range(self.depth)]  # newest first
+        # newest first
+        self.hist = [torch.zeros((batch, *shape), dtype=dtype) for _ in range(self.depth)]
 
     def read(self, x_now: torch.Tensor | None) -> torch.Tensor:
         out = torch.zeros_like(self.hist[0]) if self.hist else torch.zeros_like(x_now)
