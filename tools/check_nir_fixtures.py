@@ -30,8 +30,8 @@ import math
 import os
 import sys
 
-import numpy as np
 import nir
+import numpy as np
 
 F32 = np.float32
 DT = {"norse": 1e-3, "rockpool": 1e-3, "sinabs": 1.0, "spikingjelly": 1e-4}
@@ -59,7 +59,12 @@ def conv2d(x, node):
     y = np.zeros((x.shape[0], O, OH, OW), F32)
     for i in range(KH):
         for j in range(KW):
-            patch = xp[:, :, i * dh: i * dh + sh * (OH - 1) + 1: sh, j * dw: j * dw + sw * (OW - 1) + 1: sw]
+            patch = xp[
+                :,
+                :,
+                i * dh : i * dh + sh * (OH - 1) + 1 : sh,
+                j * dw : j * dw + sw * (OW - 1) + 1 : sw,
+            ]
             y += np.einsum("bchw,oc->bohw", patch, w[:, :, i, j]).astype(F32)
     return y + b[None, :, None, None]
 
@@ -70,7 +75,7 @@ def flatten(x, node):
     s = int(node.start_dim) % nd
     e = int(node.end_dim) % nd
     shp = x.shape[1:]
-    new = shp[:s] + (int(np.prod(shp[s:e + 1])),) + shp[e + 1:]
+    new = shp[:s] + (int(np.prod(shp[s : e + 1])),) + shp[e + 1 :]
     return x.reshape((x.shape[0],) + new)
 
 
@@ -100,9 +105,11 @@ def _rockpool_dt_from_r(tau, r):
 def make_neuron(node, fw, B, extra):
     dt = DT[fw]
     name = type(node).__name__
-    p = {k: f32(getattr(node, k)) for k in
-         ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in")
-         if getattr(node, k, None) is not None}
+    p = {
+        k: f32(getattr(node, k))
+        for k in ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in")
+        if getattr(node, k, None) is not None
+    }
     shape = (B,) + tuple(p["v_threshold"].shape) if "v_threshold" in p else None
 
     # ------------------------------------------------------------- norse
@@ -120,6 +127,7 @@ def make_neuron(node, fw, B, extra):
                 z = (v_dec - p["v_threshold"] > 0).astype(F32)
                 st["v"] = (1 - z) * v_dec + z * p["v_reset"]
                 return z
+
             return step
         if name == "LIF":
             k = F32(dt) * (F32(dt) / p["tau"])
@@ -130,6 +138,7 @@ def make_neuron(node, fw, B, extra):
                 z = (v_dec - p["v_threshold"] > 0).astype(F32)
                 st["v"] = (1 - z) * v_dec + z * p["v_reset"]
                 return z
+
             return step
         if name == "IF":
             st = {"v": np.broadcast_to(p["v_reset"], shape).copy()}
@@ -139,6 +148,7 @@ def make_neuron(node, fw, B, extra):
                 z = (v_new - p["v_threshold"] > 0).astype(F32)
                 st["v"] = (1 - z) * v_new + z * p["v_reset"]
                 return z
+
             return step
 
     # ----------------------------------------------------------- rockpool
@@ -158,10 +168,11 @@ def make_neuron(node, fw, B, extra):
             i = i * beta
             v = v + i + p["v_leak"]  # v_leak is the exported (always 0) "bias"
             n = (v >= p["v_threshold"]) * np.floor(v / p["v_threshold"])
-            n = np.minimum(n, F32(2.0 ** 16)).astype(F32)
+            n = np.minimum(n, F32(2.0**16)).astype(F32)
             st["v"] = v - n * p["v_threshold"]
             st["i"], st["s"] = i, n
             return n
+
         return step
 
     # ------------------------------------------------------------- sinabs
@@ -183,6 +194,7 @@ def make_neuron(node, fw, B, extra):
             n = ((v > 0) * np.trunc(v / p["v_threshold"])).astype(F32)  # MultiSpike
             st["v"] = v - n * p["v_threshold"]  # MembraneSubtract (NOT v_reset)
             return n
+
         return step
 
     # ------------------------------------------------------- spikingjelly
@@ -202,6 +214,7 @@ def make_neuron(node, fw, B, extra):
                 s = (h >= p["v_threshold"]).astype(F32)
                 st["v"] = s * p["v_reset"] + (1 - s) * h
                 return s
+
             return step
         if name == "IF":
             gain = (p["r"].astype(np.float64) * dt).astype(F32)  # r = 1/dt -> 1
@@ -211,12 +224,15 @@ def make_neuron(node, fw, B, extra):
                 s = (h >= p["v_threshold"]).astype(F32)
                 st["v"] = s * p["v_reset"] + (1 - s) * h
                 return s
+
             return step
         if name == "CubaLIF":
             c_decay = (1.0 - dt / p["tau_syn"].astype(np.float64)).astype(F32)
             v_decay = (1.0 - dt / p["tau_mem"].astype(np.float64)).astype(F32)
             # consistency of the exporter's r and w_in with the forward-Euler reading
-            assert np.allclose(p["r"], p["tau_mem"] / dt) and np.allclose(p["w_in"], p["tau_syn"] / dt)
+            assert np.allclose(p["r"], p["tau_mem"] / dt) and np.allclose(
+                p["w_in"], p["tau_syn"] / dt
+            )
             st["c"] = np.zeros(shape, F32)
 
             def step(x):
@@ -225,6 +241,7 @@ def make_neuron(node, fw, B, extra):
                 s = (h >= p["v_threshold"]).astype(F32)
                 st["v"] = s * p["v_reset"] + (1 - s) * h
                 return s
+
             return step
 
     raise NotImplementedError(f"{fw}: {name}")
@@ -304,9 +321,11 @@ def check(path_nir, verbose=False):
         first = next(iter(rec.values()))
         ok_o = np.array_equal(out, y)
         ok_h = hidden is None or np.array_equal(first, hidden)
-        msg = (f"{base:32s} {label:14s} output {'EXACT' if ok_o else 'MISMATCH'}"
-               f" ({int(np.sum(out != y))}/{y.size} differ, {float(y.sum()):g} spikes)"
-               f"  hidden {'EXACT' if ok_h else 'MISMATCH'}")
+        msg = (
+            f"{base:32s} {label:14s} output {'EXACT' if ok_o else 'MISMATCH'}"
+            f" ({int(np.sum(out != y))}/{y.size} differ, {float(y.sum()):g} spikes)"
+            f"  hidden {'EXACT' if ok_h else 'MISMATCH'}"
+        )
         print(msg)
         return ok_o and ok_h
 
@@ -334,8 +353,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", default=os.path.join(here, "..", "tests", "fixtures", "nir"))
     ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--float64", action="store_true",
-                    help="simulate in float64 instead of float32 (robustness check)")
+    ap.add_argument(
+        "--float64",
+        action="store_true",
+        help="simulate in float64 instead of float32 (robustness check)",
+    )
     args = ap.parse_args()
     if args.float64:
         global F32

@@ -89,8 +89,10 @@ def choose_gain(run, label):
             best = (score, g, rh, ro)
     _, g, rh, ro = best
     ok = 0.05 <= rh <= 0.40 and 0.05 <= ro <= 0.40
-    print(f"  [{label}] gain={g:.4g} hidden rate={rh:.3f} output rate={ro:.3f}"
-          f"{'' if ok else '  (OUTSIDE 5-40% target)'}")
+    print(
+        f"  [{label}] gain={g:.4g} hidden rate={rh:.3f} output rate={ro:.3f}"
+        f"{'' if ok else '  (OUTSIDE 5-40% target)'}"
+    )
     return g
 
 
@@ -115,19 +117,25 @@ def save(outdir, name, graph, x, out, hid, note, gain, extra=None):
         except Exception as e2:  # noqa: BLE001
             if os.path.exists(path):
                 os.remove(path)
-            raise RuntimeError(f"nir.write failed ({type(e).__name__}: {e}); the fallback "
-                               f"graph.infer_types() failed too ({type(e2).__name__}: {e2})") from None
-        fixup = (f"raw exporter graph not writable by nir.write ({type(e).__name__}: {e}); "
-                 f"written after nir's graph.infer_types() (fills Conv input_shape/input_type, "
-                 f"Flatten input_type only)")
+            raise RuntimeError(
+                f"nir.write failed ({type(e).__name__}: {e}); the fallback "
+                f"graph.infer_types() failed too ({type(e2).__name__}: {e2})"
+            ) from None
+        fixup = (
+            f"raw exporter graph not writable by nir.write ({type(e).__name__}: {e}); "
+            f"written after nir's graph.infer_types() (fills Conv input_shape/input_type, "
+            f"Flatten input_type only)"
+        )
         print(f"  NOTE {name}.nir: {fixup}")
     # read back to make sure the file is loadable by plain nir
     try:
         nir.read(path)
     except Exception as e:  # noqa: BLE001
         nir.read(path, type_check=False)
-        print(f"  NOTE {name}.nir: nir.read() type check fails ({e}); "
-              f"nir.read(path, type_check=False) works")
+        print(
+            f"  NOTE {name}.nir: nir.read() type check fails ({e}); "
+            f"nir.read(path, type_check=False) works"
+        )
     d = dict(
         input=np.asarray(x, dtype=np.float32),
         output=np.asarray(out, dtype=np.float32),
@@ -139,8 +147,10 @@ def save(outdir, name, graph, x, out, hid, note, gain, extra=None):
     if extra:
         d.update(extra)
     np.savez_compressed(os.path.join(outdir, name + ".npz"), **d)
-    print(f"  wrote {name}.nir ({os.path.getsize(path)} B), {name}.npz; "
-          f"output spikes total={float(np.sum(out))}, max per step={float(np.max(out))}")
+    print(
+        f"  wrote {name}.nir ({os.path.getsize(path)} B), {name}.npz; "
+        f"output spikes total={float(np.sum(out))}, max per step={float(np.max(out))}"
+    )
 
 
 class Hook:
@@ -162,10 +172,10 @@ class Hook:
 
 # ---------------------------------------------------------------------- Norse
 def norse_nets(outdir, x_mlp, x_conv, W, fail):
-    import torch
     import norse
     import norse.torch as nt
-    from norse.torch import LIFParameters, LIFBoxParameters
+    import torch
+    from norse.torch import LIFBoxParameters, LIFParameters
     from norse.torch.functional.iaf import IAFParameters
 
     dt = 0.001  # norse default dt of the cells and of to_nir
@@ -189,20 +199,35 @@ def norse_nets(outdir, x_mlp, x_conv, W, fail):
 
     def cell(kind, tm, ts, vth):
         if kind == "lif":
-            return nt.LIFCell(LIFParameters(tau_syn_inv=t(1.0 / ts), tau_mem_inv=t(1.0 / tm),
-                                            v_leak=t(np.zeros_like(tm)), v_th=t(vth),
-                                            v_reset=t(np.zeros_like(tm))))
+            return nt.LIFCell(
+                LIFParameters(
+                    tau_syn_inv=t(1.0 / ts),
+                    tau_mem_inv=t(1.0 / tm),
+                    v_leak=t(np.zeros_like(tm)),
+                    v_th=t(vth),
+                    v_reset=t(np.zeros_like(tm)),
+                )
+            )
         if kind == "lifbox":
-            return nt.LIFBoxCell(LIFBoxParameters(tau_mem_inv=t(1.0 / tm), v_leak=t(np.zeros_like(tm)),
-                                                  v_th=t(vth), v_reset=t(np.zeros_like(tm))))
+            return nt.LIFBoxCell(
+                LIFBoxParameters(
+                    tau_mem_inv=t(1.0 / tm),
+                    v_leak=t(np.zeros_like(tm)),
+                    v_th=t(vth),
+                    v_reset=t(np.zeros_like(tm)),
+                )
+            )
         if kind == "iaf":
             return nt.IAFCell(IAFParameters(v_th=t(vth), v_reset=t(np.zeros_like(vth))))
         raise ValueError(kind)
 
     def build_mlp(kind, g):
         return nt.SequentialState(
-            lin(W["w1"], W["b1"], g), cell(kind, tau_mem_h, tau_syn_h, vth_h),
-            lin(W["w2"], W["b2"], g), cell(kind, tau_mem_o, tau_syn_o, vth_o))
+            lin(W["w1"], W["b1"], g),
+            cell(kind, tau_mem_h, tau_syn_h, vth_h),
+            lin(W["w2"], W["b2"], g),
+            cell(kind, tau_mem_o, tau_syn_o, vth_o),
+        )
 
     conv_shape = (2, 4, 4)
     rng = np.random.default_rng(11)
@@ -220,7 +245,11 @@ def norse_nets(outdir, x_mlp, x_conv, W, fail):
     def build_conv(kind, g, flatten=True):
         mods = [conv(g), cell(kind, tm_c, ts_c, vth_c)]
         if flatten:
-            mods += [torch.nn.Flatten(), lin(W["wf"], W["bf"], g), cell(kind, tau_mem_o, tau_syn_o, vth_o)]
+            mods += [
+                torch.nn.Flatten(),
+                lin(W["wf"], W["bf"], g),
+                cell(kind, tau_mem_o, tau_syn_o, vth_o),
+            ]
         return nt.SequentialState(*mods)
 
     def run(model, x):
@@ -238,8 +267,12 @@ def norse_nets(outdir, x_mlp, x_conv, W, fail):
         ("mlp_box", lambda g: build_mlp("lifbox", g), x_mlp, "LIFBoxCell (-> nir.LIF)"),
         ("mlp_if", lambda g: build_mlp("iaf", g), x_mlp, "IAFCell (-> nir.IF)"),
         ("conv", lambda g: build_conv("lif", g), x_conv, "Conv2d+LIFCell+Flatten+Linear+LIFCell"),
-        ("conv_noflat", lambda g: build_conv("lifbox", g, flatten=False), x_conv,
-         "Conv2d(1->2,k3)+LIFBoxCell only (norse's exporter has no Flatten mapping)"),
+        (
+            "conv_noflat",
+            lambda g: build_conv("lifbox", g, flatten=False),
+            x_conv,
+            "Conv2d(1->2,k3)+LIFBoxCell only (norse's exporter has no Flatten mapping)",
+        ),
     ]
     for name, build, x, desc in specs:
         full = f"norse_{name}"
@@ -250,11 +283,13 @@ def norse_nets(outdir, x_mlp, x_conv, W, fail):
             hid, out = run(model, x)
             # sample with batch 1, as norse's own tests do: norse.to_nir(m, torch.randn(1, N))
             graph = norse.torch.to_nir(model, torch.as_tensor(x[0, :1]))
-            note = (f"norse {norse.__version__ if hasattr(norse, '__version__') else ''} "
-                    f"norse.torch.SequentialState of torch.nn layers and {desc}; "
-                    f"called once per time step: out, state = model(x[t], state), state=None at t=0; "
-                    f"cells use default dt={dt}; exported with norse.torch.to_nir(model, x[0, :1]) (dt={dt}). "
-                    f"hidden = spikes of model[1].")
+            note = (
+                f"norse {norse.__version__ if hasattr(norse, '__version__') else ''} "
+                f"norse.torch.SequentialState of torch.nn layers and {desc}; "
+                f"called once per time step: out, state = model(x[t], state), state=None at t=0; "
+                f"cells use default dt={dt}; exported with norse.torch.to_nir(model, x[0, :1]) (dt={dt}). "
+                f"hidden = spikes of model[1]."
+            )
             save(outdir, full, graph, x, out, hid, note, g)
         except Exception as e:  # noqa: BLE001
             fail(full, e)
@@ -262,10 +297,10 @@ def norse_nets(outdir, x_mlp, x_conv, W, fail):
 
 # ------------------------------------------------------------------- Rockpool
 def rockpool_nets(outdir, x_mlp, x_conv, W, fail):
-    import torch
     import rockpool
-    from rockpool.nn.modules import LinearTorch, LIFTorch
+    import torch
     from rockpool.nn.combinators import Sequential
+    from rockpool.nn.modules import LIFTorch, LinearTorch
     from rockpool.nn.modules.torch.nir import to_nir
 
     dt = 1e-3  # LIFTorch default dt
@@ -283,7 +318,9 @@ def rockpool_nets(outdir, x_mlp, x_conv, W, fail):
         # LinearTorch weight has shape (Nin, Nout): y = x @ W + b
         l1 = LinearTorch((6, 5), weight=t(W["w1"].T * g), bias=t(W["b1"] * g), has_bias=True)
         kw = dict(has_rec=True, w_rec=t(W["wrec"] * g)) if rec else {}
-        n1 = LIFTorch(5, tau_mem=t(tau_mem_h), tau_syn=t(tau_syn_h), threshold=t(vth_h), dt=dt, **kw)
+        n1 = LIFTorch(
+            5, tau_mem=t(tau_mem_h), tau_syn=t(tau_syn_h), threshold=t(vth_h), dt=dt, **kw
+        )
         l2 = LinearTorch((5, 3), weight=t(W["w2"].T * g), bias=t(W["b2"] * g), has_bias=True)
         n2 = LIFTorch(3, tau_mem=t(tau_mem_o), tau_syn=t(tau_syn_o), threshold=t(vth_o), dt=dt)
         return Sequential(l1, n1, l2, n2)
@@ -322,31 +359,42 @@ def rockpool_nets(outdir, x_mlp, x_conv, W, fail):
             print(f"  one evolve() call over (B,T,N) == stepwise per-sample: {same}")
             net.reset_state()
             graph = to_nir(net)  # default sample_data = zeros((1, size_in))
-            note = (f"rockpool {rockpool.__version__}: rockpool.nn.combinators.Sequential(LinearTorch(6,5,has_bias=True), "
-                    f"LIFTorch(5{', has_rec=True' if rec else ''}), LinearTorch(5,3,has_bias=True), LIFTorch(3)), dt={dt}, "
-                    f"default spike_generation_fn=StepPWL (multi-spike: output is a spike COUNT per step). "
-                    f"Run one batch element at a time, one step per call (net(x[b,t][None,None]) with state kept "
-                    f"between calls, reset_state() between batch elements); equals one batched evolve: {same}. "
-                    f"Exported with rockpool.nn.modules.torch.nir.to_nir(net) (default sample zeros(1,6)). hidden = spikes of LIFTorch #1."
-                    + (" NOTE: the exporter DROPS w_rec (stored here as npz 'w_rec', shape (Nout,Nin) used as "
-                       "i += s[t-1] @ w_rec)." if rec else ""))
+            note = (
+                f"rockpool {rockpool.__version__}: rockpool.nn.combinators.Sequential(LinearTorch(6,5,has_bias=True), "
+                f"LIFTorch(5{', has_rec=True' if rec else ''}), LinearTorch(5,3,has_bias=True), LIFTorch(3)), dt={dt}, "
+                f"default spike_generation_fn=StepPWL (multi-spike: output is a spike COUNT per step). "
+                f"Run one batch element at a time, one step per call (net(x[b,t][None,None]) with state kept "
+                f"between calls, reset_state() between batch elements); equals one batched evolve: {same}. "
+                f"Exported with rockpool.nn.modules.torch.nir.to_nir(net) (default sample zeros(1,6)). hidden = spikes of LIFTorch #1."
+                + (
+                    " NOTE: the exporter DROPS w_rec (stored here as npz 'w_rec', shape (Nout,Nin) used as "
+                    "i += s[t-1] @ w_rec)."
+                    if rec
+                    else ""
+                )
+            )
             extra = {"w_rec": (W["wrec"] * g).astype(np.float32)} if rec else None
             save(outdir, full, graph, x_mlp, out, hid, note, g, extra)
         except Exception as e:  # noqa: BLE001
             fail(full, e)
 
     full = "rockpool_conv"
-    fail(full, NotImplementedError(
-        "rockpool's to_nir (_extract_rockpool_module) maps only ExpSynTorch, LIFTorch, LinearTorch, "
-        "LIFNeuronTorch; there is no Conv2d/Flatten mapping, so no conv fixture"), tb=False)
+    fail(
+        full,
+        NotImplementedError(
+            "rockpool's to_nir (_extract_rockpool_module) maps only ExpSynTorch, LIFTorch, LinearTorch, "
+            "LIFNeuronTorch; there is no Conv2d/Flatten mapping, so no conv fixture"
+        ),
+        tb=False,
+    )
 
 
 # --------------------------------------------------------------------- Sinabs
 def sinabs_nets(outdir, x_mlp, x_conv, W, fail):
-    import torch
-    from torch import nn
     import sinabs
     import sinabs.layers as sl
+    import torch
+    from torch import nn
 
     def t(a):
         return torch.as_tensor(np.asarray(a, dtype=np.float32))
@@ -374,18 +422,24 @@ def sinabs_nets(outdir, x_mlp, x_conv, W, fail):
 
     def build_mlp(kind, g):
         if kind == "lif":
-            return nn.Sequential(lin(W["w1"], W["b1"], g), lif(tau_h, vth_h),
-                                 lin(W["w2"], W["b2"], g), lif(tau_o, vth_o))
-        return nn.Sequential(lin(W["w1"], W["b1"], g), iaf(vth_h),
-                             lin(W["w2"], W["b2"], g), iaf(vth_o))
+            return nn.Sequential(
+                lin(W["w1"], W["b1"], g),
+                lif(tau_h, vth_h),
+                lin(W["w2"], W["b2"], g),
+                lif(tau_o, vth_o),
+            )
+        return nn.Sequential(
+            lin(W["w1"], W["b1"], g), iaf(vth_h), lin(W["w2"], W["b2"], g), iaf(vth_o)
+        )
 
     def build_conv(g):
         c = nn.Conv2d(1, 2, 3)
         with torch.no_grad():
             c.weight.copy_(t(W["wc"] * g))
             c.bias.copy_(t(W["bc"] * g))
-        return nn.Sequential(c, lif(tau_c, vth_c), nn.Flatten(),
-                             lin(W["wf"], W["bf"], g), lif(tau_o, vth_o))
+        return nn.Sequential(
+            c, lif(tau_c, vth_c), nn.Flatten(), lin(W["wf"], W["bf"], g), lif(tau_o, vth_o)
+        )
 
     def run(model, x):
         for m in model.modules():
@@ -400,7 +454,12 @@ def sinabs_nets(outdir, x_mlp, x_conv, W, fail):
         return hook.stacked(), np.stack(outs)
 
     specs = [
-        ("mlp", lambda g: build_mlp("lif", g), x_mlp, "LIFSqueeze(tau_mem per neuron, spike_threshold per neuron)"),
+        (
+            "mlp",
+            lambda g: build_mlp("lif", g),
+            x_mlp,
+            "LIFSqueeze(tau_mem per neuron, spike_threshold per neuron)",
+        ),
         ("mlp_if", lambda g: build_mlp("iaf", g), x_mlp, "IAFSqueeze(spike_threshold per neuron)"),
         ("conv", build_conv, x_conv, "Conv2d(1->2,k3)+LIFSqueeze+Flatten+Linear(32->3)+LIFSqueeze"),
     ]
@@ -413,11 +472,13 @@ def sinabs_nets(outdir, x_mlp, x_conv, W, fail):
             hid, out = run(model, x)
             # to_nir runs the model once on the sample -> reset afterwards (not needed here)
             graph = sinabs.to_nir(model, torch.as_tensor(x[0]))
-            note = (f"sinabs {sinabs.__version__}: torch.nn.Sequential with sinabs.layers {desc}, "
-                    f"batch_size={B}; default spike_fn=MultiSpike (output is a spike COUNT), "
-                    f"reset_fn=MembraneSubtract, norm_input=True (LIF), min_v_mem=None. Called once per "
-                    f"time step with x[t] of shape (B,...), states reset to 0 before t=0. Exported with "
-                    f"sinabs.to_nir(model, x[0]). hidden = spikes of model[1].")
+            note = (
+                f"sinabs {sinabs.__version__}: torch.nn.Sequential with sinabs.layers {desc}, "
+                f"batch_size={B}; default spike_fn=MultiSpike (output is a spike COUNT), "
+                f"reset_fn=MembraneSubtract, norm_input=True (LIF), min_v_mem=None. Called once per "
+                f"time step with x[t] of shape (B,...), states reset to 0 before t=0. Exported with "
+                f"sinabs.to_nir(model, x[0]). hidden = spikes of model[1]."
+            )
             save(outdir, full, graph, x, out, hid, note, g)
         except Exception as e:  # noqa: BLE001
             fail(full, e)
@@ -425,13 +486,13 @@ def sinabs_nets(outdir, x_mlp, x_conv, W, fail):
 
 # --------------------------------------------------------------- SpikingJelly
 def spikingjelly_nets(outdir, x_mlp, x_conv, W, fail):
-    import torch
-    from torch import nn
-    import spikingjelly
-    from spikingjelly.activation_based import neuron, layer, functional
-    from spikingjelly.activation_based.nir_exchange import export_to_nir
-
     from importlib.metadata import version as _v
+
+    import torch
+    from spikingjelly.activation_based import functional, layer, neuron
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+    from torch import nn
+
     sj_version = _v("spikingjelly")
     DT = 1e-4  # export_to_nir default dt
 
@@ -455,24 +516,29 @@ def spikingjelly_nets(outdir, x_mlp, x_conv, W, fail):
         if kind == "if":
             return neuron.IFNode(v_threshold=1.0 if which == "h" else 0.9, **kw)
         if kind == "cuba":
-            return neuron.CUBALIFNode(c_decay=0.5 if which == "h" else 0.6,
-                                      v_decay=0.75 if which == "h" else 0.8,
-                                      v_threshold=1.0 if which == "h" else 0.9, **kw)
+            return neuron.CUBALIFNode(
+                c_decay=0.5 if which == "h" else 0.6,
+                v_decay=0.75 if which == "h" else 0.8,
+                v_threshold=1.0 if which == "h" else 0.9,
+                **kw,
+            )
         if kind == "lif_soft":
             return neuron.LIFNode(tau=2.0, v_threshold=1.0, v_reset=None, **kw)
         raise ValueError(kind)
 
     def build_mlp(kind, g):
-        return nn.Sequential(lin(W["w1"], W["b1"], g), node(kind, "h"),
-                             lin(W["w2"], W["b2"], g), node(kind, "o"))
+        return nn.Sequential(
+            lin(W["w1"], W["b1"], g), node(kind, "h"), lin(W["w2"], W["b2"], g), node(kind, "o")
+        )
 
     def build_conv(g):
         c = layer.Conv2d(1, 2, 3)
         with torch.no_grad():
             c.weight.copy_(t(W["wc"] * g))
             c.bias.copy_(t(W["bc"] * g))
-        return nn.Sequential(c, node("lif", "h"), layer.Flatten(),
-                             lin(W["wf"], W["bf"], g), node("lif", "o"))
+        return nn.Sequential(
+            c, node("lif", "h"), layer.Flatten(), lin(W["wf"], W["bf"], g), node("lif", "o")
+        )
 
     def run(model, x):
         functional.reset_net(model)
@@ -485,13 +551,32 @@ def spikingjelly_nets(outdir, x_mlp, x_conv, W, fail):
         return hook.stacked(), np.stack(outs)
 
     specs = [
-        ("mlp", lambda g: build_mlp("lif", g), x_mlp, "LIFNode(tau=2.0/3.0, decay_input=True, v_reset=0.0)"),
-        ("mlp_nodecay", lambda g: build_mlp("lif_nodecay", g), x_mlp,
-         "LIFNode(tau=2.0/3.0, decay_input=False, v_reset=0.0)"),
+        (
+            "mlp",
+            lambda g: build_mlp("lif", g),
+            x_mlp,
+            "LIFNode(tau=2.0/3.0, decay_input=True, v_reset=0.0)",
+        ),
+        (
+            "mlp_nodecay",
+            lambda g: build_mlp("lif_nodecay", g),
+            x_mlp,
+            "LIFNode(tau=2.0/3.0, decay_input=False, v_reset=0.0)",
+        ),
         ("mlp_if", lambda g: build_mlp("if", g), x_mlp, "IFNode(v_reset=0.0)"),
-        ("mlp_cuba", lambda g: build_mlp("cuba", g), x_mlp, "CUBALIFNode(c_decay, v_decay, v_reset=0.0)"),
+        (
+            "mlp_cuba",
+            lambda g: build_mlp("cuba", g),
+            x_mlp,
+            "CUBALIFNode(c_decay, v_decay, v_reset=0.0)",
+        ),
         ("conv", build_conv, x_conv, "Conv2d(1->2,k3)+LIFNode+Flatten+Linear(32->3)+LIFNode"),
-        ("mlp_softreset", lambda g: build_mlp("lif_soft", g), x_mlp, "LIFNode(v_reset=None) soft reset"),
+        (
+            "mlp_softreset",
+            lambda g: build_mlp("lif_soft", g),
+            x_mlp,
+            "LIFNode(v_reset=None) soft reset",
+        ),
     ]
     for name, build, x, desc in specs:
         full = f"spikingjelly_{name}"
@@ -502,11 +587,13 @@ def spikingjelly_nets(outdir, x_mlp, x_conv, W, fail):
             hid, out = run(model, x)
             graph = export_to_nir(model, torch.as_tensor(x[0]), dt=DT)
             functional.reset_net(model)
-            note = (f"spikingjelly {sj_version}: torch.nn.Sequential of spikingjelly.activation_based.layer.* "
-                    f"and neuron {desc}, step_mode='s', surrogate default; functional.reset_net before t=0, "
-                    f"then one call per time step with x[t] of shape (B,...). Exported with "
-                    f"spikingjelly.activation_based.nir_exchange.export_to_nir(model, x[0], dt={DT}). "
-                    f"hidden = spikes of model[1].")
+            note = (
+                f"spikingjelly {sj_version}: torch.nn.Sequential of spikingjelly.activation_based.layer.* "
+                f"and neuron {desc}, step_mode='s', surrogate default; functional.reset_net before t=0, "
+                f"then one call per time step with x[t] of shape (B,...). Exported with "
+                f"spikingjelly.activation_based.nir_exchange.export_to_nir(model, x[0], dt={DT}). "
+                f"hidden = spikes of model[1]."
+            )
             save(outdir, full, graph, x, out, hid, note, g)
         except Exception as e:  # noqa: BLE001
             fail(full, e)
@@ -523,6 +610,7 @@ def main():
     os.makedirs(outdir, exist_ok=True)
 
     import torch
+
     torch.manual_seed(0)
     torch.set_num_threads(1)
 

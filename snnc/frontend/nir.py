@@ -44,7 +44,10 @@ DEFAULT_DT = 1e-4
 
 
 def load_nir_file(
-    path: str | os.PathLike, *, dt: float | None = None, notes: list[str] | None = None,
+    path: str | os.PathLike,
+    *,
+    dt: float | None = None,
+    notes: list[str] | None = None,
     flavor: str | None = None,
 ) -> Graph:
     """Read a ``.nir`` file (HDF5) and lower it to the IR; see :func:`from_nir`."""
@@ -389,9 +392,44 @@ def _back_edges(names: Iterable[str], inputs: dict[str, list[str]], roots: list[
     return out
 
 
+def _choose_reading(g, dt: float | None, flavor: str | None) -> tuple[float, Flavor, list[str]]:
+    """The flavor and dt to read ``g`` with, and what to tell the user about the choice."""
+    said: list[str] = []
+    if flavor is None:
+        flavor = nir_flavors.detect(list(g.nodes))
+        if flavor is not None:
+            said.append(
+                f"the node names are those of {flavor}'s exporter: reading it with "
+                f"--nir-flavor {flavor} (pass --nir-flavor nir for plain NIR)"
+            )
+    fl = nir_flavors.get(flavor or "nir")
+    if dt is None:
+        md_dt = (g.metadata or {}).get("dt")
+        if md_dt is not None:
+            dt = float(np.asarray(md_dt))
+            said.append(
+                f"NIR is continuous-time: using dt = {dt:g} s from the file (--dt overrides)"
+            )
+        else:
+            dt = fl.default_dt
+            said.append(
+                f"NIR is continuous-time: using dt = {dt:g} s, the default of flavor "
+                f"'{fl.name}' (pass --dt, or --nir-flavor norse|sinabs|rockpool|spikingjelly "
+                "for files from those exporters)"
+            )
+    if fl.note:
+        said.append(fl.note)
+    return dt, fl, said
+
+
 def from_nir(
-    g, *, dt: float | None = None, name: str = "nir", source: str = "",
-    notes: list[str] | None = None, flavor: str | None = None,
+    g,
+    *,
+    dt: float | None = None,
+    name: str = "nir",
+    source: str = "",
+    notes: list[str] | None = None,
+    flavor: str | None = None,
 ) -> Graph:
     """Lower a ``nir.NIRGraph`` to an IR graph integrated with step ``dt`` (seconds).
 
@@ -404,28 +442,7 @@ def from_nir(
 
     if not isinstance(g, nir.NIRGraph):
         raise FrontendError(f"expected a nir.NIRGraph, got {type(g).__name__}")
-    said: list[str] = []
-    if flavor is None:
-        flavor = nir_flavors.detect(list(g.nodes))
-        if flavor is not None:
-            said.append(f"the node names are those of {flavor}'s exporter: reading it with "
-                        f"--nir-flavor {flavor} (pass --nir-flavor nir for plain NIR)")  # fmt: skip
-    fl = nir_flavors.get(flavor or "nir")
-    if dt is None:
-        md_dt = (g.metadata or {}).get("dt")
-        if md_dt is not None:
-            dt = float(np.asarray(md_dt))
-            said.append(f"NIR is continuous-time: using dt = {dt:g} s from the file (--dt "
-                        "overrides)")  # fmt: skip
-        else:
-            dt = fl.default_dt
-            said.append(
-                f"NIR is continuous-time: using dt = {dt:g} s, the default of flavor "
-                f"'{fl.name}' (pass --dt, or --nir-flavor norse|sinabs|rockpool|spikingjelly "
-                "for files from those exporters)"
-            )
-    if fl.note:
-        said.append(fl.note)
+    dt, fl, said = _choose_reading(g, dt, flavor)
     if notes is not None:
         notes += said
     if not (np.isfinite(dt) and dt > 0):

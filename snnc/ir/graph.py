@@ -52,9 +52,7 @@ class Graph:
     ) -> None:
         self.nodes: dict[str, Node] = dict(nodes)
         inputs = inputs or {}
-        self.inputs: dict[str, tuple[str, ...]] = {
-            n: tuple(inputs.get(n, ())) for n in self.nodes
-        }
+        self.inputs: dict[str, tuple[str, ...]] = {n: tuple(inputs.get(n, ())) for n in self.nodes}
         extra = set(inputs) - set(self.nodes)
         if extra:
             raise IRError(f"inputs given for unknown node(s): {sorted(extra)}")
@@ -115,7 +113,8 @@ class Graph:
         """Evaluation order within one time step.
 
         Edges into cycle-breaking Delays are cut: such a Delay's output at ``t`` depends only on
-        earlier steps, so it is evaluated first and takes in its input after the step. Raises IRError naming the nodes of a cycle with no such Delay.
+        earlier steps, so it is evaluated first and takes in its input after the step.
+        Raises IRError naming the nodes of a cycle with no such Delay.
         """
         indeg = {n: 0 for n in self.nodes}
         succ: dict[str, list[str]] = {n: [] for n in self.nodes}
@@ -231,16 +230,20 @@ def shape_problems(graph: Graph) -> tuple[dict[str, Shape], dict[str, list[str]]
             if n not in failed:
                 try:
                     shapes[n] = node.infer_shape(known[0] if known else None, graph.params[n])
-                except IRError as e:
-                    problems.setdefault(n, []).append(str(e))
-                    failed.add(n)
-                except KeyError as e:
-                    problems.setdefault(n, []).append(f"missing parameter {e}")
+                except (IRError, KeyError) as e:
+                    msg = f"missing parameter {e}" if isinstance(e, KeyError) else str(e)
+                    problems.setdefault(n, []).append(msg)
                     failed.add(n)
             pending.remove(n)
             progress = True
     for n in pending:
         problems.setdefault(n, []).append("shape cannot be inferred: no input reaches it")
+    _check_against_inputs(graph, shapes, problems)
+    return shapes, problems
+
+
+def _check_against_inputs(graph: Graph, shapes, problems: dict[str, list[str]]) -> None:
+    """Every inferred node against all of its inputs (cycles infer some before them)."""
     for n, srcs in graph.inputs.items():
         if n not in shapes:
             continue
@@ -253,7 +256,6 @@ def shape_problems(graph: Graph) -> tuple[dict[str, Shape], dict[str, list[str]]
                 graph.nodes[n].infer_shape(next(iter(got.values())), graph.params[n])
             except (IRError, KeyError) as e:
                 problems.setdefault(n, []).append(str(e))
-    return shapes, problems
 
 
 def _has_intrinsic_shape(node: Node) -> bool:

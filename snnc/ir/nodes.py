@@ -153,8 +153,10 @@ class _Weighted(Node):
     shift: int = 0
 
     def _check_quant(self) -> None:
-        _need(0 <= self.bits <= 16 and 0 <= self.shift <= 24,
-              f"{type(self).__name__}: bits {self.bits} / shift {self.shift} out of range")
+        _need(
+            0 <= self.bits <= 16 and 0 <= self.shift <= 24,
+            f"{type(self).__name__}: bits {self.bits} / shift {self.shift} out of range",
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,8 +231,10 @@ class Conv1d(_Weighted):
     OPTIONAL = ("bias",)
 
     def __post_init__(self) -> None:
-        _need(self.stride >= 1 and self.dilation >= 1 and self.groups >= 1 and self.padding >= 0,
-              f"Conv1d: bad stride/padding/dilation/groups {self.attrs()}")
+        _need(
+            self.stride >= 1 and self.dilation >= 1 and self.groups >= 1 and self.padding >= 0,
+            f"Conv1d: bad stride/padding/dilation/groups {self.attrs()}",
+        )
         self._check_quant()
 
     def infer_shape(self, in_shape, params):
@@ -238,8 +242,10 @@ class Conv1d(_Weighted):
         _need(w.ndim == 3, f"weight must be (C_out, C_in/groups, k), has shape {w.shape}")
         _need(in_shape is not None and len(in_shape) == 2, f"input must be (C, L), is {in_shape}")
         c, n = in_shape
-        _need(c == w.shape[1] * self.groups and w.shape[0] % self.groups == 0,
-              f"weight {w.shape} with groups={self.groups} does not fit {c} input channels")
+        _need(
+            c == w.shape[1] * self.groups and w.shape[0] % self.groups == 0,
+            f"weight {w.shape} with groups={self.groups} does not fit {c} input channels",
+        )
         if "bias" in params:
             _need(params["bias"].shape == (w.shape[0],), "bias must be (C_out,)")
         out = _conv_out(n, w.shape[2], self.stride, self.padding, self.dilation)
@@ -269,10 +275,14 @@ class Conv2d(_Weighted):
     def infer_shape(self, in_shape, params):
         w = params["weight"]
         _need(w.ndim == 4, f"weight must be (C_out, C_in/groups, kh, kw), has shape {w.shape}")
-        _need(in_shape is not None and len(in_shape) == 3, f"input must be (C, H, W), is {in_shape}")
+        _need(
+            in_shape is not None and len(in_shape) == 3, f"input must be (C, H, W), is {in_shape}"
+        )
         c, h, wd = in_shape
-        _need(c == w.shape[1] * self.groups and w.shape[0] % self.groups == 0,
-              f"weight {w.shape} with groups={self.groups} does not fit {c} input channels")
+        _need(
+            c == w.shape[1] * self.groups and w.shape[0] % self.groups == 0,
+            f"weight {w.shape} with groups={self.groups} does not fit {c} input channels",
+        )
         if "bias" in params:
             _need(params["bias"].shape == (w.shape[0],), "bias must be (C_out,)")
         oh = _conv_out(h, w.shape[2], self.stride[0], self.padding[0], self.dilation[0])
@@ -294,7 +304,9 @@ class _Pool2d(Node):
         object.__setattr__(self, "padding", _pair(self.padding, f"{name}.padding", 0))
 
     def infer_shape(self, in_shape, params):
-        _need(in_shape is not None and len(in_shape) == 3, f"input must be (C, H, W), is {in_shape}")
+        _need(
+            in_shape is not None and len(in_shape) == 3, f"input must be (C, H, W), is {in_shape}"
+        )
         c, h, w = in_shape
         oh = _conv_out(h, self.kernel[0], self.stride[0], self.padding[0], 1)
         ow = _conv_out(w, self.kernel[1], self.stride[1], self.padding[1], 1)
@@ -324,7 +336,9 @@ class Flatten(Node):
         n = len(in_shape)
         s = self.start_dim + n if self.start_dim < 0 else self.start_dim
         e = self.end_dim + n if self.end_dim < 0 else self.end_dim
-        _need(0 <= s <= e < n, f"Flatten dims {self.start_dim}..{self.end_dim} invalid for {in_shape}")
+        _need(
+            0 <= s <= e < n, f"Flatten dims {self.start_dim}..{self.end_dim} invalid for {in_shape}"
+        )
         merged = int(np.prod(in_shape[s : e + 1], dtype=np.int64))
         return in_shape[:s] + (merged,) + in_shape[e + 1 :]
 
@@ -393,8 +407,10 @@ class _Neuron(Node):
         pop = next(iter(shapes.values()))
         bad = {k: s for k, s in shapes.items() if s != pop}
         _need(not bad, f"parameters disagree on the population shape: {shapes}")
-        _need(in_shape is None or tuple(in_shape) == pop,
-              f"population of shape {pop} gets input of shape {in_shape}")
+        _need(
+            in_shape is None or tuple(in_shape) == pop,
+            f"population of shape {pop} gets input of shape {in_shape}",
+        )
         return pop
 
     @property
@@ -405,9 +421,12 @@ class _Neuron(Node):
         self._check_quant()
 
     def _check_quant(self) -> None:
-        _need(0 <= self.decay_bits <= 24 and 0 <= self.state_bits <= 62
-              and 0 <= self.current_bits <= 62,
-              f"{type(self).__name__}: decay_bits/state_bits/current_bits out of range")
+        _need(
+            0 <= self.decay_bits <= 24
+            and 0 <= self.state_bits <= 62
+            and 0 <= self.current_bits <= 62,
+            f"{type(self).__name__}: decay_bits/state_bits/current_bits out of range",
+        )
 
     @property
     def quantized(self) -> bool:

@@ -76,7 +76,10 @@ def _format_array(a: np.ndarray, elide: bool) -> str:
         raise IRError(f"parameter dtype {a.dtype} has no text form")
     head = f"{dt}[{', '.join(str(d) for d in a.shape)}]"
     flat = a.reshape(-1)
-    if flat.size > 1 and (flat.view(np.uint8).reshape(flat.size, -1) == flat[:1].view(np.uint8)).all():
+    if (
+        flat.size > 1
+        and (flat.view(np.uint8).reshape(flat.size, -1) == flat[:1].view(np.uint8)).all()
+    ):
         return f"{head} splat {format_scalar(flat[0])}"
     if elide and flat.size > ELIDE_OVER:
         f = flat.astype(np.float64)
@@ -223,7 +226,9 @@ def _array(t: _Tokens) -> np.ndarray:
             t.next()
     t.next("punct", "]")
     if len(vals) != size:
-        raise ParseError(f"line {line}: array of shape {shape} needs {size} values, has {len(vals)}")
+        raise ParseError(
+            f"line {line}: array of shape {shape} needs {size} values, has {len(vals)}"
+        )
     return _parse_numbers(vals, dtype).reshape(shape)
 
 
@@ -236,6 +241,44 @@ def _parse_numbers(vals: list[str], dtype: np.dtype) -> np.ndarray:
         return np.array(vals, dtype=np.float64 if dtype == np.float64 else str).astype(dtype)
     except (ValueError, OverflowError) as e:
         raise ParseError(f"bad {dtype} value: {e}") from e
+
+
+def _list(t: _Tokens, open_: str, close: str, item) -> list:
+    t.next("punct", open_)
+    out = []
+    while t.peek()[1] != close:
+        out.append(item())
+        if t.peek()[1] == ",":
+            t.next()
+    t.next("punct", close)
+    return out
+
+
+def _attr(t: _Tokens) -> tuple[str, object]:
+    key = t.next("ident")
+    t.next("punct", "=")
+    return key, _value(t)
+
+
+def _node(t: _Tokens, name: str, line: int):
+    """``= Kind {attrs} (inputs)`` and the parameter lines after it."""
+    t.next("punct", "=")
+    kind = t.next("ident")
+    cls = NODE_TYPES.get(kind)
+    if cls is None:
+        raise ParseError(f"line {line}: unknown node type {kind!r} for %{name}")
+    attrs = dict(_list(t, "{", "}", lambda: _attr(t)))
+    try:
+        node = cls(**attrs)
+    except (TypeError, ValueError, IRError) as e:
+        raise ParseError(f"line {line}: %{name} = {kind}: {e}") from e
+    srcs = _list(t, "(", ")", lambda: t.next("name")[1:]) if t.peek()[1] == "(" else []
+    params: dict[str, np.ndarray] = {}
+    while t.peek()[0] == "ident":
+        key = t.next("ident")
+        t.next("punct", "=")
+        params[key] = _array(t)
+    return node, srcs, params
 
 
 def parse(text: str) -> Graph:
@@ -261,37 +304,7 @@ def parse(text: str) -> Graph:
         name = t.next("name")[1:]
         if name in nodes:
             raise ParseError(f"line {line}: node %{name} defined twice")
-        t.next("punct", "=")
-        kind = t.next("ident")
-        cls = NODE_TYPES.get(kind)
-        if cls is None:
-            raise ParseError(f"line {line}: unknown node type {kind!r} for %{name}")
-        t.next("punct", "{")
-        attrs: dict[str, object] = {}
-        while t.peek()[1] != "}":
-            key = t.next("ident")
-            t.next("punct", "=")
-            attrs[key] = _value(t)
-            if t.peek()[1] == ",":
-                t.next()
-        t.next("punct", "}")
-        try:
-            nodes[name] = cls(**attrs)
-        except (TypeError, ValueError, IRError) as e:
-            raise ParseError(f"line {line}: %{name} = {kind}: {e}") from e
-        inputs[name] = []
-        if t.peek()[1] == "(":
-            t.next()
-            while t.peek()[1] != ")":
-                inputs[name].append(t.next("name")[1:])
-                if t.peek()[1] == ",":
-                    t.next()
-            t.next("punct", ")")
-        params[name] = {}
-        while t.peek()[0] == "ident":
-            key = t.next("ident")
-            t.next("punct", "=")
-            params[name][key] = _array(t)
+        nodes[name], inputs[name], params[name] = _node(t, name, line)
     try:
         return Graph(nodes, inputs, params, name=gname, meta=meta)
     except IRError as e:

@@ -19,19 +19,8 @@ def problems(g: Graph) -> dict[str, list[str]]:
     def add(name: str, msg: str) -> None:
         out.setdefault(name, []).append(msg)
 
-    for name, node in g.nodes.items():
-        if not NAME_RE.match(name):
-            add(name, f"invalid node name {name!r}")
-        srcs = g.inputs[name]
-        for s in srcs:
-            if s not in g.nodes:
-                add(name, f"reads unknown node '{s}'")
-        if isinstance(node, Input) and srcs:
-            add(name, "an Input takes no inputs")
-        if not isinstance(node, Input) and not srcs:
-            add(name, f"{node.kind} has no inputs")
-        if isinstance(node, Output) and g.successors(name):
-            add(name, f"an Output feeds {g.successors(name)}")
+    for name in g.nodes:
+        _check_edges(g, name, add)
         _check_params(g, name, add)
     if not g.input_names:
         add("", "graph has no Input node")
@@ -46,6 +35,21 @@ def problems(g: Graph) -> dict[str, list[str]]:
             for m in msgs:
                 add(name, m)
     return out
+
+
+def _check_edges(g: Graph, name: str, add) -> None:
+    node, srcs = g.nodes[name], g.inputs[name]
+    if not NAME_RE.match(name):
+        add(name, f"invalid node name {name!r}")
+    for s in srcs:
+        if s not in g.nodes:
+            add(name, f"reads unknown node '{s}'")
+    if isinstance(node, Input) and srcs:
+        add(name, "an Input takes no inputs")
+    if not isinstance(node, Input) and not srcs:
+        add(name, f"{node.kind} has no inputs")
+    if isinstance(node, Output) and g.successors(name):
+        add(name, f"an Output feeds {g.successors(name)}")
 
 
 def _check_params(g: Graph, name: str, add) -> None:

@@ -167,7 +167,9 @@ class Pipeline:
                 if self.verify_each:
                     verify(graph)
             except IRError as e:
-                raise PassError(f"'{p.name}' produced an invalid graph{_after(done)}: {e}") from None
+                raise PassError(
+                    f"'{p.name}' produced an invalid graph{_after(done)}: {e}"
+                ) from None
             except SnncError as e:
                 raise PassError(f"'{p.name}' failed{_after(done)}: {e}") from None
             ctx.timings.append((p.name, time.perf_counter() - t0))

@@ -165,8 +165,11 @@ class _Quantizer:
             elif isinstance(node, PASS_THROUGH):
                 todo += self.g.inputs[n]
             else:
-                raise self.fail(pop, f"its input from {self.g.describe(n)} reaches it without a "
-                                     "weight layer; the integer membrane is scaled by its weights")
+                raise self.fail(
+                    pop,
+                    f"its input from {self.g.describe(n)} reaches it without a "
+                    "weight layer; the integer membrane is scaled by its weights",
+                )
         return sorted(set(out), key=list(self.g.nodes).index)
 
     def _layer_source(self, layer: str) -> str:
@@ -182,8 +185,11 @@ class _Quantizer:
             elif isinstance(node, PASS_THROUGH):
                 todo += self.g.inputs[n]
             else:
-                raise self.fail(layer, f"reads {self.g.describe(n)}, which is neither spikes nor "
-                                       "the graph input; the integer pipeline cannot scale it")
+                raise self.fail(
+                    layer,
+                    f"reads {self.g.describe(n)}, which is neither spikes nor "
+                    "the graph input; the integer pipeline cannot scale it",
+                )
         if kinds == {"input", "spikes"} and self.o.input == "graded":
             raise self.fail(layer, "mixes graded input with spikes")
         return "input" if "input" in kinds else "spikes"
@@ -292,8 +298,8 @@ class _Quantizer:
             new["bias"] = new["bias"].astype(np.int64)
         self.params[la] = new
         node = self.nodes[la]
-        self.nodes[la] = type(node)(**{**node.attrs(), "origin": node.origin,
-                                       "bits": self.o.weight_bits, "shift": self.o.frac})  # fmt: skip
+        attrs = {**node.attrs(), "bits": self.o.weight_bits, "shift": self.o.frac}
+        self.nodes[la] = type(node)(**attrs, origin=node.origin)
         return int(np.abs(wq).max(initial=0))
 
     def _decay(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
@@ -329,8 +335,11 @@ class _Quantizer:
             return
         for k in ("gain", "gain_i"):
             if k in p and not np.all(p[k] == 1):
-                raise self.fail(pop, f"input gain '{k}' is not folded into its weights; "
-                                     "canonicalize could not fold it (quantize needs gain 1)")
+                raise self.fail(
+                    pop,
+                    f"input gain '{k}' is not folded into its weights; "
+                    "canonicalize could not fold it (quantize needs gain 1)",
+                )
         new: dict[str, np.ndarray] = {k: np.ones(shape, np.int64) for k in ("gain", "gain_i")
                                       if k in p}  # fmt: skip
         tau_err, desc = 0.0, "none"
@@ -458,8 +467,8 @@ def _membrane_range(node, p, realised, x_lo, x_hi):
     th_lo, th_hi = float(p["threshold"].min()), float(p["threshold"].max())
     r_lo, r_hi = float(p["reset_value"].min()), float(p["reset_value"].max())
     reset, timing = node.reset, node.timing
-    sub = max(th_hi, 0.0) if reset is N.ResetMode.SUBTRACT and timing is not N.ResetTiming.IMMEDIATE \
-        else 0.0  # fmt: skip
+    delayed_subtract = reset is N.ResetMode.SUBTRACT and timing is not N.ResetTiming.IMMEDIATE
+    sub = max(th_hi, 0.0) if delayed_subtract else 0.0
     lo = -_geometric(sub - c_lo, beta)
     if reset is N.ResetMode.TO_VALUE:
         lo = min(lo, r_lo)

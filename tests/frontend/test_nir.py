@@ -200,7 +200,9 @@ def test_dt_sets_the_discretisation() -> None:
     assert simulate(g, x).reshape(-1).tolist() == [1, 0, 0, 1, 1]
     from_nir(graph, notes=notes)
     assert "using dt = 0.0001 s, the default of flavor 'nir'" in notes[0]
-    with pytest.raises(FrontendError, match=r"tau = 0.002 s is shorter than the time step dt = 0.01"):
+    with pytest.raises(
+        FrontendError, match=r"tau = 0.002 s is shorter than the time step dt = 0.01"
+    ):
         from_nir(graph, dt=1e-2)
 
 

@@ -39,7 +39,9 @@ def _neuron(draw, shape):
         kw = dict(reset=reset, timing=draw(st.sampled_from(timings)), strict=draw(st.booleans()))
     params = {}
     for p in cls.PARAMS:
-        lo, hi = (0.0, 1.0) if p.startswith("decay") else (0.1, 2.0) if p == "threshold" else (-1, 1)
+        lo, hi = (
+            (0.0, 1.0) if p.startswith("decay") else (0.1, 2.0) if p == "threshold" else (-1, 1)
+        )
         params[p] = draw(arrays(shape, lo, hi))
     return cls(**kw), params
 

@@ -72,16 +72,24 @@ def test_parameters_are_read_only() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("snnc.ir 2\ngraph \"x\"\n", "version 2"),
-        ("snnc.ir 1\ngraph \"x\"\n%a = Bogus {}\n", "unknown node type 'Bogus'"),
-        ("snnc.ir 1\ngraph \"x\"\n%a = Input {shape = [2]}\n%a = Input {shape = [2]}\n",
-         "defined twice"),
-        ("snnc.ir 1\ngraph \"x\"\n%a = Input {shape = [2]}\n%b = Linear {} (%a)\n"
-         "  weight = f32[1, 2] [1.0]\n", "needs 2 values, has 1"),
-        ("snnc.ir 1\ngraph \"x\"\n%a = Input {shape = [2]}\n%b = Linear {} (%a)\n"
-         "  weight = f32[1, 2] {min = 0, max = 1, mean = 0.5}\n", "elided"),
-        ("snnc.ir 1\ngraph \"x\"\n%a = Input {shape = [2], colour = 3}\n", "colour"),
-        ("snnc.ir 1\ngraph \"x\"\n%a = Input {shape = [2]} $\n", "line 3: unexpected character"),
+        ('snnc.ir 2\ngraph "x"\n', "version 2"),
+        ('snnc.ir 1\ngraph "x"\n%a = Bogus {}\n', "unknown node type 'Bogus'"),
+        (
+            'snnc.ir 1\ngraph "x"\n%a = Input {shape = [2]}\n%a = Input {shape = [2]}\n',
+            "defined twice",
+        ),
+        (
+            'snnc.ir 1\ngraph "x"\n%a = Input {shape = [2]}\n%b = Linear {} (%a)\n'
+            "  weight = f32[1, 2] [1.0]\n",
+            "needs 2 values, has 1",
+        ),
+        (
+            'snnc.ir 1\ngraph "x"\n%a = Input {shape = [2]}\n%b = Linear {} (%a)\n'
+            "  weight = f32[1, 2] {min = 0, max = 1, mean = 0.5}\n",
+            "elided",
+        ),
+        ('snnc.ir 1\ngraph "x"\n%a = Input {shape = [2], colour = 3}\n', "colour"),
+        ('snnc.ir 1\ngraph "x"\n%a = Input {shape = [2]} $\n', "line 3: unexpected character"),
     ],
 )
 def test_parse_errors_name_the_problem(text: str, fragment: str) -> None:

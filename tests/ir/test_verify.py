@@ -74,7 +74,12 @@ def test_cycle_without_delay_is_refused() -> None:
 
 def test_zero_step_delay_does_not_break_a_cycle() -> None:
     g = Graph(
-        {"input": N.Input(shape=(2,)), "lif": N.LIF(), "d": N.Delay(), "output": N.Output(shape=(2,))},
+        {
+            "input": N.Input(shape=(2,)),
+            "lif": N.LIF(),
+            "d": N.Delay(),
+            "output": N.Output(shape=(2,)),
+        },
         {"lif": ["input", "d"], "d": ["lif"], "output": ["lif"]},
         {"lif": _lif_params(2), "d": {"steps": np.array([1, 0])}},
     )
