@@ -364,12 +364,25 @@ class Delay(Node):
         return tuple(in_shape)
 
 
+def _slices(value) -> tuple[tuple[int, int, int], ...]:
+    out = tuple(tuple(int(v) for v in s) for s in value)
+    _need(
+        all(len(s) == 3 and 0 <= s[1] < s[2] and s[0] >= 0 for s in out),
+        f"partition slices must be (core, start, stop) with start < stop, got {value!r}",
+    )
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Threshold(Node):
     """``y = x > threshold`` (``>=`` when not strict); stateless."""
 
     strict: bool = True
+    partition: tuple[tuple[int, int, int], ...] = ()
     PARAMS = ("threshold",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "partition", _slices(self.partition))
 
     @property
     def spiking(self) -> bool:
@@ -401,6 +414,8 @@ class _Neuron(Node):
     state_bits: int = 0
     current_bits: int = 0
     saturate: bool = False
+    #: after partitioning: ``(core, start, stop)`` slices of the flattened population
+    partition: tuple[tuple[int, int, int], ...] = ()
 
     def infer_shape(self, in_shape, params):
         shapes = {k: params[k].shape for k in self.PARAMS}
@@ -421,6 +436,7 @@ class _Neuron(Node):
         self._check_quant()
 
     def _check_quant(self) -> None:
+        object.__setattr__(self, "partition", _slices(self.partition))
         _need(
             0 <= self.decay_bits <= 24
             and 0 <= self.state_bits <= 62

@@ -82,7 +82,8 @@ def from_dict(d: dict, arrays: dict[str, np.ndarray], where: str = "graph") -> G
                 if key not in arrays:
                     raise ParseError(f"{where}: array {key!r} of node '{name}' is missing")
                 params[name][k] = arrays[key]
-        return Graph(nodes, inputs, params, name=d["name"], meta=d.get("meta", {}))
+        meta = {k: _from_json(v) for k, v in d.get("meta", {}).items()}
+        return Graph(nodes, inputs, params, name=d["name"], meta=meta)
     except (KeyError, TypeError, AttributeError) as e:
         raise ParseError(f"{where}: malformed IR structure ({type(e).__name__}: {e})") from e
 

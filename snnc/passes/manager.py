@@ -64,9 +64,13 @@ class PassContext:
 
     reports: dict[str, object] = field(default_factory=dict)
     timings: list[tuple[str, float]] = field(default_factory=list)
+    #: per-neuron firing rates measured on calibration input: population -> (n,) array
+    rates: dict[str, object] = field(default_factory=dict)
+    #: derived data passes hand on (e.g. the core mapping), keyed by what it is
+    cache: dict[str, object] = field(default_factory=dict)
 
 
-BUILTIN = ("canonicalize", "quantize")
+BUILTIN = ("canonicalize", "quantize", "partition", "place", "route")
 
 
 def _load_builtin_passes() -> None:
