@@ -1,7 +1,8 @@
 """The ``quantize`` pass: float IR -> integer IR with the arithmetic of :mod:`snnc.sim.integer`.
 
 Requires a canonical float graph (``canonicalize`` ran: no AvgPool2d or Scale left, neuron input
-gains folded into weights), in which every neuron population is fed by weight layers
+gains folded into weights, or one uniform input gain per population, which quantize folds), in
+which every neuron population is fed by weight layers
 (Affine/Linear/Conv, possibly through SumPool2d, Flatten and Delay) whose inputs are spikes or
 the graph's Input.
 
@@ -267,12 +268,38 @@ class _Quantizer:
             meta.update(input_scale=self.s_in, input_bits=self.o.input_bits)
         return self.g.replace(nodes=self.nodes, params=self.params, meta=meta)
 
+    def _group_gain(self, grp: _Group) -> float:
+        """The input gain every population of the group applies (folded into the weights)."""
+        gains = set()
+        for pop in grp.populations:
+            p = self.g.params[pop]
+            key = "gain_i" if "gain_i" in p else "gain" if "gain" in p else None
+            if key is None:
+                gains.add(1.0)
+                continue
+            if "gain_i" in p and not np.all(p["gain"] == 1):
+                raise self.fail(pop, "its current-to-voltage gain is not 1; run canonicalize")
+            g = np.unique(p[key])
+            if g.size != 1:
+                raise self.fail(pop, f"input gain '{key}' varies over its neurons and "
+                                     "canonicalize could not fold it into the weights")  # fmt: skip
+            gains.add(float(g[0]))
+        if len(gains) != 1:
+            msg = f"populations sharing weight layers have different input gains {sorted(gains)}"
+            raise self.fail(grp.populations[0], msg)
+        gain = gains.pop()
+        if gain == 0:
+            raise self.fail(grp.populations[0], "input gain 0: the population ignores its input")
+        return gain
+
     def _quantize_group(self, grp: _Group) -> None:
+        gain = self._group_gain(grp)
         s, note = self._scale(grp)
+        s = np.asarray(s, dtype=np.float64) / abs(gain)
         big = 2.0**self.o.frac
         max_w = 0
         for la in grp.layers:
-            max_w = max(max_w, self._quantize_layer(la, s, big))
+            max_w = max(max_w, self._quantize_layer(la, s, big, gain))
         for pop in grp.populations:
             self._quantize_population(pop, grp, np.asarray(s, dtype=np.float64) * big, max_w, note)
 
@@ -283,12 +310,12 @@ class _Quantizer:
         rows = sa.reshape(-1)[: w.shape[0]] if sa.ndim else np.full(w.shape[0], float(sa))
         return rows.reshape((-1,) + (1,) * (w.ndim - 1))
 
-    def _quantize_layer(self, la: str, s, big: float) -> int:
+    def _quantize_layer(self, la: str, s, big: float, gain: float) -> int:
         p = self.g.params[la]
-        rows = self._row_scale(la, s)
+        rows = self._row_scale(la, s) * gain  # the consumers' input gain folds into the weights
         w = p["weight"].astype(np.float64)
         if self.o.weight_bits == 1:
-            wq = np.where(w >= 0, 1, -1)
+            wq = np.where(w * gain >= 0, 1, -1)
         else:
             wq = np.clip(np.rint(w * rows / self._in_scale(la)), -self.levels, self.levels)
         wq = wq.astype(np.int64)
@@ -333,13 +360,6 @@ class _Quantizer:
             self.reports.append(self._report(pop, grp, S, max_w, "-", 0.0, th, 0, (0, 1), False,
                                              note))  # fmt: skip
             return
-        for k in ("gain", "gain_i"):
-            if k in p and not np.all(p[k] == 1):
-                raise self.fail(
-                    pop,
-                    f"input gain '{k}' is not folded into its weights; "
-                    "canonicalize could not fold it (quantize needs gain 1)",
-                )
         new: dict[str, np.ndarray] = {k: np.ones(shape, np.int64) for k in ("gain", "gain_i")
                                       if k in p}  # fmt: skip
         tau_err, desc = 0.0, "none"

@@ -19,7 +19,7 @@ from snnc.passes.manager import PassContext, Pipeline, parse_spec
 from snnc.sim.cores import simulate as core_sim
 from snnc.sim.integer import simulate as int_sim
 
-from .test_quantize import mlp, spikes
+from .test_quantize import mlp
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

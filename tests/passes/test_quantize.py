@@ -163,7 +163,8 @@ def test_graded_input_is_quantised_into_the_first_layer() -> None:
         ("quantize{weight-bits=17}", "pass 'quantize': weight-bits must be 1..16, got 17"),
         ("quantize{weight-bits=four}", "option 'weight-bits' expects int, got 'four'"),
         ("quantize{colour=red}", "pass 'quantize' has no option 'colour'"),
-        ("quantise", "unknown pass 'quantise'; available: canonicalize, partition, place, quantize, route"),
+        ("quantise", "unknown pass 'quantise'; available: canonicalize, partition, place, "
+                     "quantize, route"),
         ("quantize{decay=exp}", "decay must be mult or shift"),
     ],
 )
@@ -207,3 +208,22 @@ def test_report_states_scale_bits_decay_error_and_range() -> None:
     # beta 0.9 -> shift k=3 realises 0.875: tau 9.49 -> 7.49 steps, a 21% error
     assert line.startswith("  l1 ") and "w 4b<<4" in line and "decay 1-2^-3" in line
     assert "tau err 21." in line and "no overflow possible" in line
+
+
+def test_a_uniform_input_gain_is_folded_into_the_weights() -> None:
+    # an AvgPool feeding a neuron directly leaves gain 1/4 after canonicalize
+    rng = np.random.default_rng(5)
+    w1 = rng.normal(0, 2.0, (12, 6)).astype(np.float32)
+    w2 = rng.normal(0, 2.0, (3, 12)).astype(np.float32)
+    g = mlp(w1, w2)
+    p = {k: v.copy() for k, v in g.params["l1"].items()}
+    p["gain"] = np.full(12, 0.25, np.float32)
+    g = g.replace(params={**g.params, "l1": p})
+    q, _ = quantize(g)
+    assert q.params["l1"]["gain"].tolist() == [1] * 12
+    x = spikes(25, 64, 6, 3, 0.5)
+    f, i = float_sim(g, x), int_sim(q, x)
+    assert 0.02 < f.mean() < 0.6 and (f == i).mean() > 0.98
+    p["gain"][0] = 0.5
+    with pytest.raises(PassError, match="input gain 'gain' varies over its neurons"):
+        quantize(g.replace(params={**g.params, "l1": p}))
