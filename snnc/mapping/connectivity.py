@@ -79,8 +79,10 @@ def _layer_matrix(node: N.Node, params, in_shape, out_shape) -> sp.csr_matrix:
         return _window_matrix(np.ones((1, 1, *node.kernel), np.int64), in_shape, out_shape,
                               node.stride, node.padding, (1, 1), depthwise=True)  # fmt: skip
     if isinstance(node, N.Conv2d):
-        return _window_matrix(params["weight"].astype(np.int64), in_shape, out_shape,
-                              node.stride, node.padding, node.dilation, groups=node.groups)  # fmt: skip
+        w = params["weight"].astype(np.int64)
+        return _window_matrix(
+            w, in_shape, out_shape, node.stride, node.padding, node.dilation, groups=node.groups
+        )
     if isinstance(node, N.Conv1d):
         w = params["weight"].astype(np.int64)[:, :, None, :]
         return _window_matrix(w, (in_shape[0], 1, in_shape[1]), (out_shape[0], 1, out_shape[1]),

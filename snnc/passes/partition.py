@@ -69,7 +69,9 @@ class _Costs:
         if "decay" in p or "decay_i" in p:
             d = p.get("decay", np.zeros(pop.size))[start:stop]
             di = p.get("decay_i", np.zeros(pop.size))[start:stop]
-            u.profiles = {(pop.node.kind,) + t for t in set(zip(d.tolist(), di.tolist()))}
+            u.profiles = {
+                (pop.node.kind,) + t for t in set(zip(d.tolist(), di.tolist(), strict=True))
+            }
         if "threshold" in p:
             u.thresholds = set(p["threshold"][start:stop].tolist())
         return u

@@ -127,8 +127,8 @@ class RouteReport:
             )
         loads = sorted(self.link_loads.values(), reverse=True)
         if loads:
-            lines.append(f"links: {len(loads)} used, load max {loads[0]:.4g}, mean "
-                         f"{sum(loads) / len(loads):.4g} (spikes per step if rates are per step)")  # fmt: skip
+            mean = sum(loads) / len(loads)
+            lines.append(f"links: {len(loads)} used, load max {loads[0]:.4g}, mean {mean:.4g}")
         lines.append(f"host routing entries: {self.host_entries}; dimension-order routing "
                      "(x, then y, then chips): deadlock-free")  # fmt: skip
         return "\n".join(lines)
@@ -185,8 +185,11 @@ class Route(Pass):
         return graph.replace(meta=dict(graph.meta, routed=True))
 
     def _check(self, use: CoreUse, t, g: Graph) -> None:
-        for what, used, limit in (("routing table entries", use.table_entries, t.router_entries),
-                                  ("output axons", use.output_axons, t.core.output_axons)):  # fmt: skip
+        checks = (
+            ("routing table entries", use.table_entries, t.router_entries),
+            ("output axons", use.output_axons, t.core.output_axons),
+        )
+        for what, used, limit in checks:
             if used > limit:
                 raise ResourceError(
                     f"core {use.core} (layers {use.populations}) needs {used:,} {what}; a core "

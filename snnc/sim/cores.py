@@ -33,6 +33,58 @@ def _deliver(mapping: Mapping, src: str, values: np.ndarray, batch: int) -> dict
     return out
 
 
+class _Run:
+    """One simulation: neuron states, spike history and the axon values of the current step."""
+
+    def __init__(self, mapping: Mapping, batch: int) -> None:
+        self.m, self.batch = mapping, batch
+        self.neurons = {}
+        for name, pop in mapping.network.populations.items():
+            if isinstance(pop.node, N.NEURON_TYPES):
+                p = {k: torch.tensor(v, dtype=torch.int64) for k, v in pop.params.items()}
+                self.neurons[name] = _Neuron(name, pop.node, p, batch, (pop.size,))
+        self.max_delay = max((g.delay for c in mapping.cores for g in c.groups), default=0)
+        self.history: list[dict[str, np.ndarray]] = []  # newest last: source -> (B, n)
+        self.axons: dict[tuple[int, int], np.ndarray] = {}  # (core, delay) -> axon values
+
+    def send(self, src: str, values: np.ndarray, delay: int) -> None:
+        for core, buf in _deliver(self.m, src, values, self.batch).items():
+            self.axons[(core, delay)] = self.axons.get((core, delay), 0) + buf
+
+    def start_step(self, inputs: dict[str, np.ndarray]) -> None:
+        self.axons = {}
+        for d in range(1, min(self.max_delay, len(self.history)) + 1):
+            for src, vals in self.history[-d].items():
+                self.send(src, vals, d)
+        for src, vals in inputs.items():
+            self.send(src, vals, 0)
+
+    def population(self, name: str, t: int) -> np.ndarray:
+        """Accumulate what the cores holding ``name`` receive, then update its neurons."""
+        pop = self.m.network.populations[name]
+        acc = np.broadcast_to(pop.input_bias, (self.batch, pop.size)).copy()
+        for core_idx, sl in self.m.slices_of(name):
+            core = self.m.cores[core_idx]
+            si = core.slices.index(sl)
+            for g in core.groups:
+                syn, vals = g.synapses.get(si), self.axons.get((core_idx, g.delay))
+                if syn is not None and vals is not None:
+                    ev = vals[:, g.first_axon : g.first_axon + g.elements.size]
+                    acc[:, sl.start : sl.stop] += (syn @ ev.T).T
+        if name in self.neurons:
+            out = self.neurons[name].step(torch.from_numpy(acc), t).numpy()
+        else:
+            th = torch.tensor(pop.params["threshold"], dtype=torch.int64)
+            out = _cmp(torch.from_numpy(acc), th, pop.node.strict).numpy()
+        self.send(name, out, 0)
+        return out
+
+    def end_step(self, now: dict[str, np.ndarray]) -> None:
+        self.history.append(now)
+        if len(self.history) > self.max_delay:
+            self.history.pop(0)
+
+
 def simulate(mapping: Mapping, graph: Graph, x: np.ndarray, *, record: bool = False):
     """Run the mapped network on time-major input; returns the output like sim.integer."""
     from snnc.sim.reference import _inputs
@@ -40,52 +92,17 @@ def simulate(mapping: Mapping, graph: Graph, x: np.ndarray, *, record: bool = Fa
     net = mapping.network
     xs = {n: _quantize_input(graph, n, v.numpy()).numpy() for n, v in _inputs(graph, x).items()}
     t_steps, batch = next(iter(xs.values())).shape[:2]
-    neurons = {}
-    for name, pop in net.populations.items():
-        if isinstance(pop.node, N.NEURON_TYPES):
-            p = {k: torch.tensor(v, dtype=torch.int64) for k, v in pop.params.items()}
-            neurons[name] = _Neuron(name, pop.node, p, batch, (pop.size,))
+    run = _Run(mapping, batch)
     out_shape = graph.nodes[graph.output_names[0]].shape
-    max_delay = max((g.delay for c in mapping.cores for g in c.groups), default=0)
-    history: list[dict[str, np.ndarray]] = []  # newest last: source -> (B, n) values
     outs, rec = [], {n: [] for n in net.populations} if record else {}
     for t in range(t_steps):
-        now: dict[str, np.ndarray] = {n: xs[n][t].reshape(batch, -1) for n in net.inputs}
-        axons: dict[tuple[int, int], np.ndarray] = {}  # (core, delay) -> axon values
-        for d in range(1, max_delay + 1):
-            if len(history) >= d:
-                for src, vals in history[-d].items():
-                    for core, buf in _deliver(mapping, src, vals, batch).items():
-                        axons[(core, d)] = axons.get((core, d), 0) + buf
-        for src in net.inputs:
-            for core, buf in _deliver(mapping, src, now[src], batch).items():
-                axons[(core, 0)] = axons.get((core, 0), 0) + buf
+        now = {n: xs[n][t].reshape(batch, -1) for n in net.inputs}
+        run.start_step(now)
         for name in net.order:
-            pop = net.populations[name]
-            acc = np.broadcast_to(pop.input_bias, (batch, pop.size)).copy()
-            for core_idx, sl in mapping.slices_of(name):
-                core = mapping.cores[core_idx]
-                si = core.slices.index(sl)
-                for g in core.groups:
-                    m = g.synapses.get(si)
-                    vals = axons.get((core_idx, g.delay))
-                    if m is None or vals is None:
-                        continue
-                    ev = vals[:, g.first_axon : g.first_axon + g.elements.size]
-                    acc[:, sl.start : sl.stop] += (m @ ev.T).T
-            if name in neurons:
-                out = neurons[name].step(torch.from_numpy(acc), t).numpy()
-            else:
-                th = torch.tensor(pop.params["threshold"], dtype=torch.int64)
-                out = _cmp(torch.from_numpy(acc), th, pop.node.strict).numpy()
-            now[name] = out
-            for core, buf in _deliver(mapping, name, out, batch).items():
-                axons[(core, 0)] = axons.get((core, 0), 0) + buf
+            now[name] = run.population(name, t)
             if record:
-                rec[name].append(out.reshape(batch, *pop.shape))
-        history.append({k: v for k, v in now.items()})
-        if len(history) > max_delay:
-            history.pop(0)
+                rec[name].append(now[name].reshape(batch, *net.populations[name].shape))
+        run.end_step(now)
         outs.append(now[net.output].reshape(batch, *out_shape))
     output = np.stack(outs)
     if not record:
