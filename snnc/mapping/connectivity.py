@@ -58,6 +58,21 @@ class Network:
     inputs: dict[str, tuple[int, ...]]  #: Input node name -> shape
     output: str  #: the population (or Input) the Output node reads
     order: list[str]  #: populations in evaluation order within a step
+    #: source name -> the graph's flat index of each of its hardware neurons (None: same order)
+    perm: dict[str, np.ndarray | None] = field(default_factory=dict)
+
+    def to_hardware(self, name: str, values: np.ndarray) -> np.ndarray:
+        """(B, n) values in the graph's flat order -> the hardware's neuron order."""
+        p = self.perm.get(name)
+        return values if p is None else values[:, p]
+
+    def to_graph(self, name: str, values: np.ndarray) -> np.ndarray:
+        p = self.perm.get(name)
+        if p is None:
+            return values
+        out = np.empty_like(values)
+        out[:, p] = values
+        return out
 
     def source_size(self, name: str) -> int:
         if name in self.populations:
@@ -172,8 +187,24 @@ def _paths(g: Graph, pop: str):
         yield from walk(src, sp.identity(size, dtype=np.int64, format="csr"), 0, "", None)
 
 
+def pixel_major(shape: tuple[int, ...]) -> np.ndarray | None:
+    """For a (C, H, W) population, the flat (c, y, x) index of each neuron in (y, x, c) order.
+
+    Cores hold contiguous ranges of neurons; in this order a range is a band of rows across all
+    channels, so a conv layer is tiled by spatial region, each tile reading only its halo of the
+    layer below and feeding few cores of the layer above.
+    """
+    if len(shape) != 3:
+        return None
+    return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).reshape(-1)
+
+
 def build_network(g: Graph) -> Network:
-    """Compose a quantised graph's layers into per-population synapse blocks."""
+    """Compose a quantised graph's layers into per-population synapse blocks.
+
+    Populations of shape (C, H, W), and such inputs, are held in pixel-major order (see
+    :func:`pixel_major`); ``Network.perm`` maps back.
+    """
     if not g.meta.get("quantized"):
         raise PassError("mapping to cores needs a quantised graph (run quantize first)")
     shapes = g.shapes()
@@ -200,4 +231,14 @@ def build_network(g: Graph) -> Network:
     while out_src not in pops and out_src not in g.input_names:
         out_src = g.inputs[out_src][0]  # an Output read through Flatten
     inputs = {n: shapes[n] for n in g.input_names}
-    return Network(pops, inputs, out_src, order)
+    perm = {n: pixel_major(shapes[n]) for n in [*pops, *inputs]}
+    for pop in pops.values():
+        p = perm[pop.name]
+        if p is not None:
+            pop.params = {k: v[p] for k, v in pop.params.items()}
+            pop.input_bias = pop.input_bias[p]
+        for b in pop.blocks:
+            m = b.matrix if p is None else b.matrix[p]
+            q = perm[b.source]
+            b.matrix = (m if q is None else m[:, q]).tocsr()
+    return Network(pops, inputs, out_src, order, perm)

@@ -139,11 +139,11 @@ class Partition(Pass):
         bits = {n: node.bits for n, node in graph.nodes.items() if getattr(node, "bits", 0)}
         _check_formats(graph, t)
         costs = _Costs(net, t, bits)
-        fits, slices = [], {}
+        fits, slices = {}, {}
         for name in net.order:
-            slices[name], fit = self._slice(graph, net.populations[name], costs, t)
-            fits.append(fit)
-        assignment = self._pack(net, slices, costs, t, graph)
+            slices[name], fits[name] = self._slice(graph, net.populations[name], costs, t)
+        assignment = self._refine(graph, net, slices, fits, costs, t, ctx)
+        fits = list(fits.values())
         nodes = dict(graph.nodes)
         for pop, sl in assignment.items():
             node = nodes[pop]
@@ -153,6 +153,44 @@ class Partition(Pass):
         meta = dict(graph.meta, target=t.name, cores=n_cores)
         meta.pop("placement", None)
         return graph.replace(nodes=nodes, meta=meta)
+
+    def _refine(self, g: Graph, net: Network, slices, fits, costs, t, ctx):
+        """Pack; while a core would need more output axons or routing entries than it has
+        (which depends on how its consumers are split), split its populations finer."""
+        from snnc.mapping.cores import build_mapping
+        from snnc.passes.route import output_axons, table_entries
+
+        for _ in range(16):
+            assignment = self._pack(net, slices, costs, t, g)
+            m = build_mapping(net, assignment)
+            outs, entries = output_axons(m), table_entries(m, t.multicast)
+            over: dict[str, tuple[float, str]] = {}
+            for core in m.cores:
+                for what, used, lim in (
+                    ("output axons", outs.get(core.index, 0), t.core.output_axons),
+                    ("routing table entries", entries.get(core.index, 0), t.router_entries),
+                ):
+                    if used > lim:
+                        for sl in core.slices:
+                            f = max(over.get(sl.population, (1.0, ""))[0], used / lim)
+                            over[sl.population] = (f, what)
+            if not over:
+                ctx.cache.update(mapping=m, mapping_key=repr(sorted(assignment.items())))
+                return assignment
+            for pop, (factor, what) in over.items():
+                size = net.populations[pop].size
+                k = len(slices[pop])
+                if k >= size:
+                    raise ResourceError(
+                        f"layer {g.describe(pop)}: even one neuron per core needs more {what} "
+                        f"than a core of target '{t.name}' has; reduce its fan-out or use a "
+                        "target with multicast routing"
+                    )
+                k = min(size, max(k + 1, math.ceil(k * factor)))
+                slices[pop] = _split(size, k)
+                fits[pop] = LayerFit(pop, size, k, what, f"{k} slice(s) of ~{math.ceil(size / k)}"
+                                     " neurons")  # fmt: skip
+        raise ResourceError(f"no partition for target '{t.name}' keeps the routing limits")
 
     def _slice(self, g: Graph, pop: Population, costs: _Costs, t):
         lower = max(1, math.ceil(pop.size / t.core.neurons))

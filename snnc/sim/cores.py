@@ -96,14 +96,15 @@ def simulate(mapping: Mapping, graph: Graph, x: np.ndarray, *, record: bool = Fa
     out_shape = graph.nodes[graph.output_names[0]].shape
     outs, rec = [], {n: [] for n in net.populations} if record else {}
     for t in range(t_steps):
-        now = {n: xs[n][t].reshape(batch, -1) for n in net.inputs}
+        now = {n: net.to_hardware(n, xs[n][t].reshape(batch, -1)) for n in net.inputs}
         run.start_step(now)
         for name in net.order:
             now[name] = run.population(name, t)
             if record:
-                rec[name].append(now[name].reshape(batch, *net.populations[name].shape))
+                shape = net.populations[name].shape
+                rec[name].append(net.to_graph(name, now[name]).reshape(batch, *shape))
         run.end_step(now)
-        outs.append(now[net.output].reshape(batch, *out_shape))
+        outs.append(net.to_graph(net.output, now[net.output]).reshape(batch, *out_shape))
     output = np.stack(outs)
     if not record:
         return output
