@@ -199,7 +199,7 @@ def _with_weight_bits(passes: list, spec: str, bits: int, *, explicit_spec: bool
                         f"{spec!r} has none (add quantize to --passes)")  # fmt: skip
     if explicit_spec:
         for written in _WEIGHT_BITS_RE.findall(spec):
-            if written != str(bits):
+            if not written.isdigit() or int(written) != bits:
                 raise PassError(
                     f"--weight-bits {bits} conflicts with quantize{{weight-bits={written}}} in "
                     f"--passes {spec!r}; give the width in one place only"

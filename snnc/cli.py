@@ -182,7 +182,10 @@ def cmd_simulate(args) -> int:
     counts = out.reshape(t, b, -1).sum(axis=0)
     print(f"simulated {b} input(s) x {t} steps with engine '{args.engine}'")
     if g.meta.get("quantized"):
-        print(f"quantised as: {g.meta.get('quantize')}")
+        from snnc.api import pipeline
+        from snnc.eval import spec_text
+
+        print(f"quantised as: {spec_text(pipeline(str(g.meta.get('quantize'))))}")
     if src.spiking:
         print(f"output spikes: {int(out.sum())} ({out.mean():.4f} per neuron per step)")
         print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
@@ -325,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snnc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader stopped early (`snnc ... | head`): no traceback, and none at exit either
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ DTYPES = {
 DTYPE_NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 ELIDE_OVER = 16
 #: fields printed only when set (they describe quantised arithmetic; 0/False is the default)
-QUANT_FIELDS = ("partition", "bits", "shift", "decay_bits", "decay_shift", "state_bits", "current_bits",
-                "saturate")  # fmt: skip
+QUANT_FIELDS = (
+    "partition", "bits", "shift", "decay_bits", "decay_shift", "state_bits", "current_bits",
+    "saturate",
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- printing

@@ -79,7 +79,7 @@ class QuantReport:
     options: str
 
     def text(self) -> str:
-        return "\n".join([f"quantize {self.options}"] + ["  " + r.line() for r in self.layers])
+        return "\n".join([self.options] + ["  " + r.line() for r in self.layers])
 
 
 @register
@@ -89,7 +89,7 @@ class Quantize(Pass):
 
     name = "quantize"
     weight_bits: int = 8
-    granularity: str = "layer"
+    granularity: str = "neuron"
     decay: str = "mult"
     decay_bits: int = 12
     frac_bits: int = -1

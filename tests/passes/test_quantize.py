@@ -132,7 +132,7 @@ def exact_mlps(draw):
 @given(exact_mlps(), st.integers(0, 2**31))
 def test_integer_equals_float_when_every_parameter_is_representable(g, seed) -> None:
     # 4-bit levels are the weights themselves (s = 1); 12 fraction bits hold 10 halvings exactly
-    q, _ = quantize(g, "quantize{weight-bits=4,frac-bits=12,decay-bits=12,state-bits=40}")
+    q, _ = quantize(g, "quantize{weight-bits=4,granularity=layer,frac-bits=12,state-bits=40}")
     x = spikes(10, 16, g.nodes["input"].shape[0], seed, 0.4)
     f, frec = float_sim(g, x, record=True)
     i, irec = int_sim(q, x, record=True)
@@ -203,7 +203,7 @@ def test_report_states_scale_bits_decay_error_and_range() -> None:
             rng.normal(0, 1, (2, 6)).astype(np.float32), decay=0.9)  # fmt: skip
     _, ctx = quantize(g, "quantize{weight-bits=4,decay=shift}")
     text = ctx.reports["quantize"].text()
-    assert text.splitlines()[0] == "quantize quantize{weight-bits=4,decay=shift}"
+    assert text.splitlines()[0] == "quantize{weight-bits=4,decay=shift}"
     line = text.splitlines()[1]
     # beta 0.9 -> shift k=3 realises 0.875: tau 9.49 -> 7.49 steps, a 21% error
     assert line.startswith("  l1 ") and "w 4b<<4" in line and "decay 1-2^-3" in line
