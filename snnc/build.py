@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from snnc.errors import SnncError
 from snnc.ir.graph import Graph
 from snnc.passes.manager import PassContext, Pipeline, parse_spec
 
@@ -46,9 +45,12 @@ class BuildResult:
 
     def report(self) -> str:
         parts = []
-        for name, rep in self.ctx.reports.items():
-            if name == "partition" and "route" in self.ctx.reports:
-                continue  # the route report includes the fit report
+        reports = self.ctx.reports
+        for name, rep in reports.items():
+            if name == "route":
+                continue
+            if name == "partition" and "route" in reports:
+                rep = reports["route"]  # which includes the fit report, per core
             parts.append(rep.text() if hasattr(rep, "text") else str(rep))
         return "\n\n".join(parts) + "\n"
 
@@ -163,13 +165,15 @@ def compile_model(
     **load_kw,
 ) -> BuildResult:
     """Load, run the target's pipeline (or ``passes``) and, with ``output``, write the build."""
-    from snnc.api import load, load_input
+    from snnc.api import load, load_input, pipeline
     from snnc.targets import load_target
 
     t = load_target(target)
-    if passes is not None and weight_bits is not None:
-        raise SnncError("give either --passes or --weight-bits, not both")
-    spec = passes or default_spec(t, weight_bits)
+    # --weight-bits sets the quantize option of --passes, as for the other commands
+    if passes is not None:
+        spec = pipeline(passes, weight_bits).spec()
+    else:
+        spec = default_spec(t, weight_bits)
     graph = load(model, **load_kw)
     x = load_input(calibrate) if calibrate is not None else None
     result = run_passes(graph, spec, x)

@@ -248,6 +248,28 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from snnc.build import compile_model
+
+    notes: list[str] = []
+    target = args.target
+    out = Path(args.output) if args.output else Path("build") / f"{Path(args.model).stem}-{target}"
+    result = compile_model(
+        args.model, target=target, output=out, passes=args.passes, weight_bits=args.weight_bits,
+        calibrate=args.calibrate, dt=args.dt, input_shape=args.input_shape,
+        trust_pickle=args.trust_pickle, model_def=args.model_def, notes=notes,
+        nir_flavor=args.nir_flavor,
+    )  # fmt: skip
+    _say(notes)
+    if args.report:
+        sys.stdout.write(result.report())
+    meta = result.graph.meta
+    cores = f", {meta['cores']} core(s)" if "cores" in meta else ""
+    print(f"compiled for '{meta.get('target', target)}'{cores} with {result.spec}")
+    print(f"wrote {out}/ ({', '.join(sorted(result.files))})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from snnc import __version__
 
@@ -310,6 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the rate code (default 0)")
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("compile", help="compile a model for a target into a build directory")
+    _model_args(s)
+    s.add_argument("--target", default="fpga",
+                   help="preset (fpga, ice40-up5k, ecp5-25k, ecp5-85k, loihi1, loihi2) or a "
+                        "target YAML file (default: fpga)")  # fmt: skip
+    s.add_argument("-o", "--output", metavar="BUILD",
+                   help="build directory (default: build/<model>-<target>)")  # fmt: skip
+    _pass_args(s, "instead of the target's pipeline")
+    s.add_argument(
+        "--calibrate",
+        metavar="X.npy",
+        help="input (T, B, ...) whose firing rates weight the traffic estimates",
+    )
+    s.add_argument("--report", action="store_true", help="print the pass and fit reports")
+    s.set_defaults(func=cmd_compile)
 
     s = sub.add_parser("convert", help="write a model as NIR (.nir) or snnc IR (.json, .snnc)")
     _model_args(s)

@@ -111,6 +111,7 @@ class RouteReport:
     link_loads: dict
     host_entries: int
     fit: str
+    rates: str = "spikes per step if every neuron fired every step; --calibrate measures rates"
 
     def text(self) -> str:
         lim = self.limits
@@ -128,7 +129,8 @@ class RouteReport:
         loads = sorted(self.link_loads.values(), reverse=True)
         if loads:
             mean = sum(loads) / len(loads)
-            lines.append(f"links: {len(loads)} used, load max {loads[0]:.4g}, mean {mean:.4g}")
+            lines.append(f"links: {len(loads)} used, load max {loads[0]:.4g}, mean {mean:.4g} "
+                         f"({self.rates})")  # fmt: skip
         lines.append(f"host routing entries: {self.host_entries}; dimension-order routing "
                      "(x, then y, then chips): deadlock-free")  # fmt: skip
         return "\n".join(lines)
@@ -180,8 +182,10 @@ class Route(Pass):
                   "output_axons": t.core.output_axons,
                   "synapse_memory_bits": t.core.synapse_memory_bits,
                   "router_entries": t.router_entries}  # fmt: skip
+        rates = "spikes per step at the calibration input's firing rates" if ctx.rates else \
+            RouteReport.rates  # fmt: skip
         ctx.reports[self.name] = RouteReport(t.name, limits, tuple(uses), loads,
-                                             entries.get(HOST, 0), fit)  # fmt: skip
+                                             entries.get(HOST, 0), fit, rates)  # fmt: skip
         return graph.replace(meta=dict(graph.meta, routed=True))
 
     def _check(self, use: CoreUse, t, g: Graph) -> None:

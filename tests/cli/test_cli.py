@@ -68,10 +68,14 @@ def test_convert_then_simulate_gives_the_same_spikes(suffix, tmp_path: Path, x_p
         (["inspect", "model.onnx"], "unknown model file type '.onnx'"),
         (["inspect", "{tmp}/corrupt.nir"], "corrupt.nir: not a readable NIR file"),
         (["inspect", "{tmp}/corrupt.pt"], "corrupt.pt"),
-        (["simulate", str(MODEL), "--input", "{tmp}/nope.npy", "-o", "{tmp}/o.npz"],
-         "nope.npy: no such input file"),
-        (["simulate", str(MODEL), "--input", "{tmp}/wrong.npy", "-o", "{tmp}/o.npz"],
-         "wrong.npy: input for 'input_1' has shape (5, 2, 7); expected (T, B, 6)"),
+        (
+            ["simulate", str(MODEL), "--input", "{tmp}/nope.npy", "-o", "{tmp}/o.npz"],
+            "nope.npy: no such input file",
+        ),
+        (
+            ["simulate", str(MODEL), "--input", "{tmp}/wrong.npy", "-o", "{tmp}/o.npz"],
+            "wrong.npy: input for 'input_1' has shape (5, 2, 7); expected (T, B, 6)",
+        ),
         (["convert", str(MODEL), "-o", "{tmp}/out.txt"], "unknown output type"),
     ],
 )

@@ -163,8 +163,10 @@ def test_graded_input_is_quantised_into_the_first_layer() -> None:
         ("quantize{weight-bits=17}", "pass 'quantize': weight-bits must be 1..16, got 17"),
         ("quantize{weight-bits=four}", "option 'weight-bits' expects int, got 'four'"),
         ("quantize{colour=red}", "pass 'quantize' has no option 'colour'"),
-        ("quantise", "unknown pass 'quantise'; available: canonicalize, partition, place, "
-                     "quantize, route"),
+        (
+            "quantise",
+            "unknown pass 'quantise'; available: canonicalize, partition, place, quantize, route",
+        ),
         ("quantize{decay=exp}", "decay must be mult or shift"),
     ],
 )
