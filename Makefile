@@ -18,10 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(SNNC) inspect $(EXAMPLE)/model.pt
+	$(SNNC) compile $(EXAMPLE)/model.pt --target fpga -o out/demo-build --report
 	$(SNNC) simulate $(EXAMPLE)/model.pt --input $(EXAMPLE)/sample_input.npy -o out/demo_spikes.npz
-	$(SNNC) convert $(EXAMPLE)/model.pt -o out/demo_model.nir
-	$(SNNC) simulate out/demo_model.nir --input $(EXAMPLE)/sample_input.npy -o out/demo_spikes_nir.npz
+	$(SNNC) simulate out/demo-build/model.json --engine integer --input $(EXAMPLE)/sample_input.npy -o out/demo_spikes_int.npz
+	$(SNNC) eval $(EXAMPLE)/model.pt --dataset digits
 
 test: venv
 	$(PY) -m pytest

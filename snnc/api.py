@@ -141,7 +141,7 @@ def load_input(path: str | os.PathLike) -> np.ndarray:
 
 
 def compile_passes(
-    graph: Graph, spec: str | None = None, weight_bits: int | None = None
+    graph: Graph, spec: str | None = None, weight_bits: int | None = None, print_between=None
 ) -> tuple[Graph, PassContext]:
     """Run a pass pipeline on a graph; the one way the CLI and the API apply ``--passes``.
 
@@ -156,6 +156,8 @@ def compile_passes(
         Sets the ``weight-bits`` option of every ``quantize`` pass in the pipeline. Giving it
         together with a spec whose ``quantize`` says a different ``weight-bits`` is an error, and
         so is giving it for a pipeline without ``quantize``.
+    print_between
+        A stream to print the IR to after every pass (None: do not).
 
     Returns
     -------
@@ -170,7 +172,9 @@ def compile_passes(
     from snnc.passes.manager import PassContext
 
     ctx = PassContext()
-    return pipeline(spec, weight_bits).run(graph, ctx), ctx
+    p = pipeline(spec, weight_bits)
+    p.print_between = print_between
+    return p.run(graph, ctx), ctx
 
 
 def pipeline(spec: str | None = None, weight_bits: int | None = None) -> Pipeline:

@@ -104,7 +104,8 @@ def cmd_inspect(args) -> int:
     g = _load(args, notes)
     ctx = None
     if args.passes is not None or args.weight_bits is not None:
-        g, ctx = compile_passes(g, args.passes, args.weight_bits)
+        between = sys.stdout if args.print_between else None
+        g, ctx = compile_passes(g, args.passes, args.weight_bits, print_between=between)
     elif args.report:
         notes.append("--report: no passes ran, so there is nothing to report (add --passes SPEC)")
     _say(notes)
@@ -287,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also print the passes' reports (as '#' comments) and timings",
     )
+    s.add_argument("--print-between", action="store_true",
+                   help="print the IR after every pass of --passes")  # fmt: skip
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("simulate", help="simulate a model on an input array")

@@ -172,3 +172,13 @@ def test_compile_passes_default_and_weight_bits() -> None:
     assert q4.meta["quantize"] == "quantize{weight-bits=4,decay=shift}"
     with pytest.raises(PassError, match="weight-bits must be"):
         compile_passes(g, weight_bits=20)
+
+
+def test_inspect_prints_the_ir_between_passes(capsys) -> None:
+    model = str(Path(__file__).resolve().parents[2] / "examples" / "digits" / "model.pt")
+    assert main(["inspect", model, "--passes", "canonicalize,quantize", "--print-between"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("// ----- after 'canonicalize'") == 1
+    assert out.count("// ----- after 'quantize'") == 1
+    after = out.split("// ----- after 'quantize'")[1]
+    assert "weight = i32[128, 64]" in after and "decay_bits = 12" in after
