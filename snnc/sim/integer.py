@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from snnc.errors import SimulationError
 from snnc.ir import nodes as N
 from snnc.ir.graph import Graph
-from snnc.ir.nodes import ResetMode, ResetTiming
+from snnc.ir.nodes import ResetTiming
 from snnc.ir.verify import verify
+from snnc.sim.reference import _apply_reset, _compare
 
 _EXACT = {torch.float32: 2.0**24, torch.float64: 2.0**53}
 
@@ -85,7 +86,7 @@ class _Neuron:
             return self.v
         th = p["threshold"]
         if node.timing is ResetTiming.NEXT_STEP:
-            v = _reset(v, self.s, node.reset, p)
+            v = _apply_reset(v, self.s, node.reset, p)
         v = self._clamp(v, self.vlim, "v", t)
         if node.timing is ResetTiming.GATED:
             r = (self.v > th).to(torch.int64)
@@ -95,7 +96,7 @@ class _Neuron:
         else:
             s = _cmp(v, th, node.strict)
             if node.timing is ResetTiming.IMMEDIATE:
-                v = _reset(v, s, node.reset, p)
+                v = _apply_reset(v, s, node.reset, p)
         self.v, self.s = v, s
         return s
 
@@ -105,15 +106,7 @@ def _limits(bits: int) -> tuple[int, int]:
 
 
 def _cmp(v, th, strict: bool) -> torch.Tensor:
-    return (v > th if strict else v >= th).to(torch.int64)
-
-
-def _reset(v, s, reset: ResetMode, p) -> torch.Tensor:
-    if reset is ResetMode.SUBTRACT:
-        return v - s * p["threshold"]
-    if reset is ResetMode.TO_VALUE:
-        return torch.where(s > 0, p["reset_value"].expand_as(v), v)
-    return v
+    return _compare(v, th, strict, torch.int64)
 
 
 def value_bounds(graph: Graph) -> dict[str, float]:

@@ -66,8 +66,8 @@ class _Neuron:
         return s
 
 
-def _compare(v: torch.Tensor, th: torch.Tensor, strict: bool) -> torch.Tensor:
-    return (v > th if strict else v >= th).to(torch.float32)
+def _compare(v: torch.Tensor, th: torch.Tensor, strict: bool, dtype=torch.float32) -> torch.Tensor:
+    return (v > th if strict else v >= th).to(dtype)
 
 
 def _apply_reset(v, s, reset: ResetMode, p) -> torch.Tensor:
