@@ -229,3 +229,15 @@ def test_a_uniform_input_gain_is_folded_into_the_weights() -> None:
     p["gain"][0] = 0.5
     with pytest.raises(PassError, match="input gain 'gain' varies over its neurons"):
         quantize(g.replace(params={**g.params, "l1": p}))
+
+
+def test_mse_clipping_keeps_small_weights_alive_at_two_bits() -> None:
+    rng = np.random.default_rng(7)
+    w1 = rng.standard_t(2, (64, 32)).astype(np.float32)  # heavy tails: a few large weights
+    g = mlp(w1, rng.normal(0, 1, (4, 64)).astype(np.float32))
+    by_max, _ = quantize(g, "quantize{weight-bits=2}")
+    by_mse, _ = quantize(g, "quantize{weight-bits=2,clip=mse}")
+    alive_max = np.count_nonzero(by_max.params["fc1"]["weight"])
+    alive_mse = np.count_nonzero(by_mse.params["fc1"]["weight"])
+    assert alive_mse > 2 * alive_max
+    assert np.abs(by_mse.params["fc1"]["weight"] >> by_mse.nodes["fc1"].shift).max() == 1
