@@ -33,19 +33,25 @@ class _Usage:
 
     neurons: int = 0
     counts: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
-    #: per (source, delay, bits): the core neurons its axons' rows span (dense storage)
-    spans: dict[tuple[str, int, int], int] = field(default_factory=dict)
     profiles: set = field(default_factory=set)
     thresholds: set = field(default_factory=set)
     formats: set = field(default_factory=set)
+    #: dense storage (the FPGA accelerator, snnc/rtl/ARCHITECTURE.md): every slice is padded to
+    #: whole groups of lanes and has its own weight row and axon-table entry per input axon
+    padded: int = 0
+    dense_bits: int = 0
+    split_axons: int = 0
 
     def add(self, other: _Usage) -> _Usage:
-        counts, spans = dict(self.counts), dict(self.spans)
+        counts = dict(self.counts)
         for k, v in other.counts.items():
             counts[k] = counts[k] + v if k in counts else v
-            spans[k] = spans.get(k, 0) + other.spans[k]
-        return _Usage(self.neurons + other.neurons, counts, spans, self.profiles | other.profiles,
-                      self.thresholds | other.thresholds, self.formats | other.formats)  # fmt: skip
+        return _Usage(
+            self.neurons + other.neurons, counts, self.profiles | other.profiles,
+            self.thresholds | other.thresholds, self.formats | other.formats,
+            self.padded + other.padded, self.dense_bits + other.dense_bits,
+            self.split_axons + other.split_axons,
+        )  # fmt: skip
 
 
 class _Costs:
@@ -57,14 +63,22 @@ class _Costs:
 
     def usage(self, pop: Population, start: int, stop: int) -> _Usage:
         u = _Usage(neurons=stop - start)
+        groups = math.ceil((stop - start) / self.lanes)
+        u.padded = groups * self.lanes
         for b in pop.blocks:
             sub = b.matrix[start:stop]
             n_src = b.matrix.shape[1]
             key = (b.source, b.delay, self.bits.get(b.layer, 1))
             c = np.bincount(sub.indices, minlength=n_src)
             u.counts[key] = u.counts[key] + c if key in u.counts else c
-            u.spans[key] = stop - start  # blocks of one population span the same neurons
             u.formats.add(self.bits.get(b.layer, 1))
+        sc = self.t.synapse_cost
+        for (_, _, wbits), c in u.counts.items():
+            used = int(np.count_nonzero(c))
+            u.split_axons += used
+            u.dense_bits += (
+                used * groups * math.ceil(self.lanes * wbits / sc.word_bits) * sc.word_bits
+            )
         p = pop.params
         if "decay" in p or "decay_i" in p:
             d = p.get("decay", np.zeros(pop.size))[start:stop]
@@ -77,29 +91,27 @@ class _Costs:
         return u
 
     def axons(self, u: _Usage) -> int:
+        if self.t.synapse_cost.kind == "dense":
+            return u.split_axons
         return int(sum(np.count_nonzero(c) for c in u.counts.values()))
 
     def memory(self, u: _Usage) -> int:
         sc = self.t.synapse_cost
+        if sc.kind == "dense":
+            return u.dense_bits
         total = 0
         for key, c in u.counts.items():
-            wbits = key[2]
+            per = key[2] + sc.index_bits + sc.delay_bits + sc.tag_bits
             n = c[c > 0].astype(np.int64)
-            if sc.kind == "dense":
-                # a row per axon over the core neurons of the population slices it feeds
-                words = math.ceil(self.lanes * wbits / sc.word_bits)
-                total += int(n.size) * math.ceil(u.spans[key] / self.lanes) * words * sc.word_bits
-            else:
-                per = wbits + sc.index_bits + sc.delay_bits + sc.tag_bits
-                words = -(-(n * per + sc.header_bits) // sc.word_bits)
-                total += int(words.sum()) * sc.word_bits
+            words = -(-(n * per + sc.header_bits) // sc.word_bits)
+            total += int(words.sum()) * sc.word_bits
         return total
 
     def violation(self, u: _Usage) -> tuple[str, int, int] | None:
         """The first limit ``u`` breaks, as (limit, used, allowed), or None."""
         c = self.t.core
         checks = [
-            ("neurons", u.neurons, c.neurons),
+            ("neurons", u.padded if self.t.synapse_cost.kind == "dense" else u.neurons, c.neurons),
             ("input axons", self.axons(u), c.input_axons),
             ("synapse memory bits", self.memory(u), c.synapse_memory_bits),
             ("neuron profiles", len(u.profiles), c.neuron_profiles),
