@@ -1,0 +1,131 @@
+"""Synthesis and place-and-route of an Amaranth design with the YoWASP toolchain, for figures.
+
+``synthesize(design, device)`` converts the design to Verilog, runs Yosys (``synth_ice40`` /
+``synth_ecp5``) and nextpnr with the device's timing target, and returns the resources nextpnr
+reports and the fmax it achieved. A missed timing target is a result, not an error: nextpnr
+exits non-zero then, and the report says ``met = False`` with the frequency reached.
+
+A design with wide ports does not fit a package's pins; :class:`PinWrapper` drives such a design
+from a shift register fed by one input pin and folds its outputs into one output pin, which keeps
+every gate alive for synthesis.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
+
+from snnc.errors import BackendError
+from snnc.rtl.toolchain import environment
+
+DEVICES = {
+    "ice40-up5k": ("ice40", ["--up5k", "--package", "sg48"], 48.0),
+    "ecp5-25k": ("ecp5", ["--25k", "--package", "CABGA381", "--speed", "6"], 100.0),
+    "ecp5-85k": ("ecp5", ["--85k", "--package", "CABGA381", "--speed", "6"], 100.0),
+}
+CELLS = {
+    "ice40": {"luts": "ICESTORM_LC", "ram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
+              "dsp": "ICESTORM_DSP"},
+    "ecp5": {"luts": "TRELLIS_COMB", "ff": "TRELLIS_FF", "ram": "DP16KD", "dsp": "MULT18X18D"},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    device: str
+    cells: dict  #: cell type -> (used, available)
+    luts: int
+    flip_flops: int
+    ram_blocks: int
+    spram: int
+    dsp: int
+    fmax_mhz: float
+    target_mhz: float
+
+    @property
+    def met(self) -> bool:
+        return self.fmax_mhz >= self.target_mhz
+
+    def line(self) -> str:
+        ok = "met" if self.met else "MISSED"
+        return (f"{self.device}: {self.luts} LUTs, {self.flip_flops} FFs, {self.ram_blocks} RAM "
+                f"blocks, {self.spram} SPRAM, {self.dsp} DSP; fmax {self.fmax_mhz:.1f} MHz "
+                f"(target {self.target_mhz:.0f} MHz: {ok})")  # fmt: skip
+
+
+class PinWrapper(Elaboratable):
+    """Feeds every input of ``inner``'s flattened signature from a shift register on one pin and
+    XORs every output into one pin (only for synthesis figures)."""
+
+    def __init__(self, inner, inputs: list[Signal], outputs: list[Signal]) -> None:
+        self.inner, self.inputs, self.outputs = inner, inputs, outputs
+        self.pin_in = Signal()
+        self.pin_out = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        width = sum(len(s) for s in self.inputs)
+        shift = Signal(max(width, 1))
+        m.d.sync += shift.eq(Cat(self.pin_in, shift[:-1]))
+        pos = 0
+        for s in self.inputs:
+            m.d.comb += s.eq(shift[pos : pos + len(s)])
+            pos += len(s)
+        folded = Signal()
+        m.d.comb += folded.eq(Cat(*self.outputs).xor() if self.outputs else 0)
+        m.d.sync += self.pin_out.eq(folded)
+        return m
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, log: Path, check: bool = True) -> int:
+    with open(log, "ab") as f:
+        r = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if check and r.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise BackendError(f"{cmd[0]} failed (log {log}):\n" + "\n".join(tail))
+    return r.returncode
+
+
+def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | None = None,
+               workdir: Path | None = None) -> SynthResult:  # fmt: skip
+    """Synthesise and place-and-route ``design`` (top-level ``ports``) for ``device``."""
+    from amaranth.back import verilog
+
+    if device not in DEVICES:
+        raise BackendError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix=".snnc-synth-", dir=Path.cwd()) as tmp:
+            return synthesize(design, ports, device, freq_mhz=freq_mhz, workdir=Path(tmp))
+    family, args, default = DEVICES[device]
+    freq = freq_mhz or default
+    env = environment()
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(verilog.convert(design, ports=ports, name="top"))
+    log = work / "toolchain.log"
+    # YoWASP sees only relative paths below its working directory
+    _run([env["YOSYS"], "-q", "-p", f"synth_{family} -top top -json top.json", "top.v"],
+         work, env, log)  # fmt: skip
+    nextpnr = env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"]
+    _run([nextpnr, *args, "--json", "top.json", "--freq", str(freq), "--report", "report.json",
+          "--seed", "1"], work, env, log, check=False)  # fmt: skip
+    if not (work / "report.json").exists():
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise BackendError("nextpnr failed:\n" + "\n".join(tail))
+    rep = json.loads((work / "report.json").read_text())
+    util = {k: (v["used"], v["available"]) for k, v in rep.get("utilization", {}).items()}
+    names = CELLS[family]
+    fmax = min((c["achieved"] for c in rep.get("fmax", {}).values()), default=0.0)
+
+    def used(key: str) -> int:
+        return util.get(names.get(key, ""), (0, 0))[0]
+
+    ff = used("ff") if family == "ecp5" else used("luts")  # iCE40 LCs hold a LUT and a FF
+    return SynthResult(device, util, used("luts"), ff, used("ram"), used("spram"), used("dsp"),
+                       float(fmax), freq)  # fmt: skip
