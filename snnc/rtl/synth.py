@@ -53,7 +53,8 @@ class SynthResult:
 
     def line(self) -> str:
         ok = "met" if self.met else "MISSED"
-        return (f"{self.device}: {self.luts} LUTs, {self.flip_flops} FFs, {self.ram_blocks} RAM "
+        ffs = f"{self.flip_flops} FFs" if self.flip_flops >= 0 else "FFs in the cells"
+        return (f"{self.device}: {self.luts} LUTs, {ffs}, {self.ram_blocks} RAM "
                 f"blocks, {self.spram} SPRAM, {self.dsp} DSP; fmax {self.fmax_mhz:.1f} MHz "
                 f"(target {self.target_mhz:.0f} MHz: {ok})")  # fmt: skip
 
@@ -110,7 +111,8 @@ def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | No
     (work / "top.v").write_text(verilog.convert(design, ports=ports, name="top"))
     log = work / "toolchain.log"
     # YoWASP sees only relative paths below its working directory
-    _run([env["YOSYS"], "-q", "-p", f"synth_{family} -top top -json top.json", "top.v"],
+    extra = " -dsp" if family == "ice40" else ""  # use the UP5K's SB_MAC16 multipliers
+    _run([env["YOSYS"], "-q", "-p", f"synth_{family} -top top{extra} -json top.json", "top.v"],
          work, env, log)  # fmt: skip
     nextpnr = env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"]
     _run([nextpnr, *args, "--json", "top.json", "--freq", str(freq), "--report", "report.json",
@@ -126,6 +128,7 @@ def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | No
     def used(key: str) -> int:
         return util.get(names.get(key, ""), (0, 0))[0]
 
-    ff = used("ff") if family == "ecp5" else used("luts")  # iCE40 LCs hold a LUT and a FF
+    # an iCE40 logic cell holds a LUT and a flip-flop; nextpnr reports cells, not flip-flops
+    ff = used("ff") if family == "ecp5" else -1
     return SynthResult(device, util, used("luts"), ff, used("ram"), used("spram"), used("dsp"),
                        float(fmax), freq)  # fmt: skip

@@ -1,0 +1,101 @@
+"""Figures of the FPGA accelerator: cycles per step against the memory-port bound, and the
+resources and fmax of one neuron core after Yosys + nextpnr (YoWASP).
+
+Cycles come from the cycle-accurate model (``snnc/sim/cycle.py``), which the RTL matches cycle
+for cycle in ``tests/rtl/test_top.py``; the workload is the MNIST 784-128-10 network of
+``examples/mnist`` on the 1000-image test split (first ``--images``), T = 25.
+
+The synthesised core has 256 neurons, 8 lanes, 8-bit weights, 24-bit state, 1024 input axons
+and 1024 words of weights (64 Kbit, block RAM), wrapped so that its ports come from one pin.
+
+Run: python benchmarks/rtl.py [--images N] [--no-synth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def cycle_figures(images: int) -> None:
+    from snnc import datasets
+    from snnc.backends.fpga.images import build_images
+    from snnc.build import compile_model
+    from snnc.mapping.cores import mapping_of
+    from snnc.sim.cycle import simulate
+    from snnc.targets import load_target
+
+    x_all, _ = datasets.load("mnist", "test")
+    x = datasets.rate_encode(x_all[:images], 25, 0)
+    print(f"MNIST 784-128-10, {images} test images, T = 25")
+    print("| target | cores | cycles/step (mean) | bound/step | measured/bound | cycles/image "
+          "| us/image at target clock |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name in ("ice40-up5k", "ecp5-25k"):
+        t = load_target(name)
+        r = compile_model(ROOT / "examples" / "mnist" / "model.pt", target=name)
+        img = build_images(r.graph, mapping_of(r.graph), t)
+        res = simulate(img, x.reshape(25, images, -1), graph=r.graph)
+        per_image = res.cycles.sum(axis=0).mean()
+        us = per_image / t.fpga.clock_mhz
+        print(f"| {name} | {len(img.cores)} | {res.cycles.mean():.1f} | {res.bound.mean():.1f} "
+              f"| {res.cycles.sum() / res.bound.sum():.4f} | {per_image:,.0f} | {us:.0f} |")  # fmt: skip
+    print("(published Spiker+ on MNIST 784-128-10: 7,612 logic cells, 780 us per image)\n")
+
+
+def core_design():
+    from amaranth.lib import wiring
+
+    from snnc.rtl.core import NeuronCore
+    from snnc.rtl.params import AxonEntry, CoreImage, CoreParams, Kind, NeuronInit, Profile, Reset
+    from snnc.rtl.params import Timing
+    from snnc.rtl.synth import PinWrapper
+
+    rng = random.Random(0)
+    n, lanes, words, axons = 256, 8, 1024, 1024
+    params = CoreParams(n, lanes, 8, 24, axons, words, 12, 1, 4, 3)
+    weights = tuple(tuple(rng.randint(-128, 127) for _ in range(lanes)) for _ in range(words))
+    table = tuple(AxonEntry((a * 32) % (words - 32), 32, 0, 0) for a in range(axons))
+    prof = (Profile(Kind.LIF, 3686, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP),
+            Profile(Kind.CUBALIF, 3686, 2048, False, Reset.TO_VALUE, Timing.IMMEDIATE))  # fmt: skip
+    neurons = tuple(NeuronInit(rng.randint(100, 1000), rng.randint(-10, 10), 0, 0, k % 2)
+                    for k in range(n))  # fmt: skip
+    core = NeuronCore(CoreImage(params, table, weights, neurons, prof))
+    ins, outs = [], []
+    for _, flow, value in core.signature.flatten(core):
+        (ins if flow == wiring.In else outs).append(value)
+    return PinWrapper(core, ins, outs)
+
+
+def synth_figures() -> None:
+    from snnc.rtl.synth import synthesize
+
+    print("One neuron core (256 neurons, 8 lanes, 8-bit weights, 24-bit state):")
+    for device in ("ice40-up5k", "ecp5-25k"):
+        d = core_design()
+        t0 = time.perf_counter()
+        r = synthesize(d, [d.pin_in, d.pin_out], device)
+        print(f"  {r.line()}  [{time.perf_counter() - t0:.0f} s]")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=100)
+    ap.add_argument("--no-synth", action="store_true")
+    args = ap.parse_args()
+    cycle_figures(args.images)
+    if not args.no_synth:
+        synth_figures()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
