@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -55,8 +53,16 @@ def core_design():
     from amaranth.lib import wiring
 
     from snnc.rtl.core import NeuronCore
-    from snnc.rtl.params import AxonEntry, CoreImage, CoreParams, Kind, NeuronInit, Profile, Reset
-    from snnc.rtl.params import Timing
+    from snnc.rtl.params import (
+        AxonEntry,
+        CoreImage,
+        CoreParams,
+        Kind,
+        NeuronInit,
+        Profile,
+        Reset,
+        Timing,
+    )
     from snnc.rtl.synth import PinWrapper
 
     rng = random.Random(0)
