@@ -2,16 +2,18 @@
 
 The core owns five memories, all with synchronous (non-transparent) read ports:
 
-- axon table ``A x (row_base, row_len, group_base, shift)`` and weights ``D x P`` lanes (ROMs);
+- axon table ``A x (row_base, row_len, group_base, shift)`` (plus three bits derived from
+  ``row_len``: ``<= 1``, ``<= 2``, ``== 0``) and weights ``D x P`` lanes: ROMs;
 - accumulators ``N/P x P`` lanes of ``S`` bits (one read, one write port);
 - state ``N x (v, s[, i])`` (``i`` only when a profile is current-based);
-- neuron parameters ``N x (threshold, bias, reset_value[, ibias][, profile])`` (ROM).
+- neuron parameters ``N x (~threshold, bias, reset_value[, ibias][, profile])``: a ROM; it holds
+  ``~threshold = -threshold - 1`` so that every threshold term is an addition.
 
 **Events** (§4). An event ``(a, p)`` taken in cycle ``t`` reads the axon table; weight word ``k``
-of the row is read in ``t+1+k``, accumulator word ``group_base + k`` in ``t+1+k`` and the lane
-sums ``acc + p * (w << shift)`` are written in ``t+2+k``. The next event is taken in
-``t+row_len``; a read of the word written in the same cycle gets the written value through a
-forwarding register. Accumulators wrap modulo ``2**S``.
+of the row and accumulator word ``group_base + k`` are read in ``t+1+k`` and the lane sums
+``acc + p * (w << shift)`` written in ``t+2+k``. The next event is taken in ``t+row_len``; a
+read of the word written in the same cycle gets the written value through a forwarding register.
+Accumulators wrap modulo ``2**S``.
 
 **Update** (§5). ``update(first_group, n_groups)`` taken in cycle ``c`` streams the neurons
 ``first_group*P + k``, ``k < n_groups*P``: their state, parameters and accumulator word are read
@@ -19,18 +21,19 @@ in ``c+k`` (neuron 0's addresses come from the command itself), computed in ``c+
 ``c+2+k``, and written and emitted in ``c+3+k``; ``busy`` falls in ``c + n_groups*P + 3``. A
 group's accumulator word is cleared in the cycle after its last lane is read. The arithmetic is
 ``snnc/sim/integer.py``'s step with ``gain = 1`` and ``x`` the accumulator lane (plus ``ibias``
-for the current of Cuba* kinds): intermediate values are exact (``S + 4`` bits), a saturating
+for the current of Cuba* kinds): intermediate values are exact (``S + 3`` bits), a saturating
 profile clamps ``i`` and ``v`` to ``S`` bits where the simulator clamps, and the stored ``v`` and
 ``i`` wrap to ``S`` bits.
 
-``deep=True`` registers every block-RAM output and both sides of the multipliers: the
-accumulator word is then read in ``t+2+k`` and written in ``t+3+k`` (a burst of events costs
-the sum of its ``row_len`` plus 3), and an update writes and emits neuron ``k`` in ``c+5+k``
-(``n_groups*P + 5`` cycles). This is not ARCHITECTURE.md's timing; see the module's tests.
+A command waiting at ``cmd`` stops the core from taking events; it is taken once every event
+write has happened (``busy`` low). Spikes (core-local neuron indices) go into an ``N``-deep FIFO
+whose output is valid in the cycle after the write.
 
-Events are taken only while no update is in flight and no command is waiting; a command is taken
-only once every event write has happened. Spikes (core-local neuron indices) go into an ``N``-deep
-FIFO whose output is valid in the cycle after the write.
+``deep=True`` is *not* ARCHITECTURE.md's timing: it registers every block-RAM output and both
+sides of the multipliers, so that the core reaches the clock targets (see the tests). The
+accumulator word is then read in ``t+2+k`` and written in ``t+3+k`` (a burst of events costs the
+sum of its ``row_len`` plus 3), and an update writes and emits neuron ``k`` in ``c+5+k``
+(``n_groups*P + 5`` cycles).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ __all__ = ["NeuronCore", "SpikeFifo", "index_bits"]
 
 _CUBA = (Kind.CUBALIF, Kind.CUBALI)
 _NO_RW_CHECK = {"no_rw_check": 1}
+#: bits beyond S of the exact sums (|decay(v) + decay(i) + x + ibias + bias - 2*th| is below
+#: 7 * 2**(S-1) + 4)
+_EXTRA = 3
 _SPIKING = (Kind.LIF, Kind.IF, Kind.CUBALIF)
 
 
@@ -84,8 +90,9 @@ class SpikeFifo(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        mem = m.submodules.mem = Memory(shape=self.width, depth=self.depth, init=[],
-                                        attrs=_NO_RW_CHECK)  # reads only committed entries
+        mem = m.submodules.mem = Memory(
+            shape=self.width, depth=self.depth, init=[], attrs=_NO_RW_CHECK
+        )  # reads only committed entries
         wp, rp = mem.write_port(), mem.read_port()
         produce = Signal(range(self.depth))
         consume = Signal(range(self.depth))
@@ -175,8 +182,10 @@ class NeuronCore(wiring.Component):
 
     Ports: ``events`` (in, stream of ``{axon, payload}``), ``cmd`` (in, stream of
     ``{first_group, n_groups}``, ``n_groups >= 1``), ``spikes`` (out, stream of core-local neuron
-    indices) and ``busy`` (out: an event or an update is in flight, from the cycle after it is
-    taken to the cycle of its last memory write).
+    indices) and ``busy`` (out, a register: an event or an update is in flight, from the cycle
+    after it is taken to the cycle of its last memory write; the cycle model's busy interval
+    less its first cycle, in which the event still counts in its FIFO and the command at the
+    controller).
 
     The memories' contents are :class:`~amaranth.hdl.MemoryData` attributes (``axon_data``,
     ``weight_data``, ``acc_data``, ``state_data``, ``param_data``) for simulation read-back.
@@ -295,8 +304,9 @@ class NeuronCore(wiring.Component):
         m.d.comb += [
             ax.addr.eq(self.events.payload.axon),
             # ~issuing | last, from registers and one table bit
-            self.events.ready.eq(~upd_busy & ~self.cmd.valid
-                                 & Mux(pend, row.single, ~active | left_single)),
+            self.events.ready.eq(
+                ~upd_busy & ~self.cmd.valid & Mux(pend, row.single, ~active | left_single)
+            ),
             wr.addr.eq(cur_word),
         ]
         m.d.sync += [
@@ -358,7 +368,8 @@ class NeuronCore(wiring.Component):
         st_r, st_w, pa_r = state.read_port(), state.write_port(), param.read_port()
         active, busy = Signal(), Signal()
         u_last = Signal()  # the neuron of the next cycle is its group's last lane
-        u_n, u_left = Signal(n_bits, reset_less=True), Signal(p.neurons.bit_length(), reset_less=True)
+        u_n = Signal(n_bits, reset_less=True)
+        u_left = Signal(p.neurons.bit_length(), reset_less=True)
         u_group = Signal(index_bits(p.groups), reset_less=True)
         u_lane = Signal(index_bits(lanes), reset_less=True)
 
@@ -418,7 +429,7 @@ class NeuronCore(wiring.Component):
 
     def _step0(self, st, pa, x) -> dict:
         """Memory outputs and everything decoded from the profile (registered when ``deep``)."""
-        tab, s = self._tab, self.params.state_bits
+        tab = self._tab
         prof = pa.profile if self.profile_bits else Const(0, 1)
         ns = tab.flag(prof, lambda q: q.timing == Timing.NEXT_STEP)
         gated = tab.flag(prof, lambda q: q.timing == Timing.GATED)
@@ -486,7 +497,7 @@ class NeuronCore(wiring.Component):
             "C1": ([bias, nth2], nstrict),
         }
         inp = [r["x"], r["cibias"]] if self.cuba else [r["x"]]
-        wide = s + 4
+        wide = s + _EXTRA
         k = {n: _sum([*t, *inp, c], wide) for n, (t, c) in offsets.items()}
         # K_C0 / K_C1: r + c1 = 0 / 1 (chosen in step 3: no logic after the carry chains)
         o = {k: r[k] for k in _PASS if k in r}
@@ -522,7 +533,7 @@ class NeuronCore(wiring.Component):
 
     def _decayed(self, r: dict, name: str, current: bool) -> list:
         """Terms whose sum is ``decay(y)``: ``(y*d + 2**(F-1)) >> F`` or ``y - (y >> k)``."""
-        f, profs = self.params.decay_bits, self.image.profiles
+        f = self.params.decay_bits
         mult, terms = r[f"{name}_mult"], []
         if f"{name}_p0" in r:
             p0, p1 = r[f"{name}_p0"], r.get(f"{name}_p1")
@@ -545,14 +556,14 @@ class NeuronCore(wiring.Component):
         dec = self._decayed(r, "v", False)
         if self.cuba:  # i = decay(i) + x + ibias; v = decay(v) + i + bias (the K hold x + ibias)
             dec_i = self._decayed(r, "i", True)
-            o["i"] = _sum([*dec_i, r["xib"]], s + 4)
+            o["i"] = _sum([*dec_i, r["xib"]], s + _EXTRA)
             dec = [*dec, *(Mux(r["cuba"], t, 0) for t in dec_i)]
         for k in ("A", "B", "C0", "C1"):
-            o[f"v{k}"] = _sum([*dec, r[f"K_{k}"]], s + 4)
+            o[f"v{k}"] = _sum([*dec, r[f"K_{k}"]], s + _EXTRA)
             if f"K0_{k}" in r:  # v from a saturated current
                 dec_v = self._decayed(r, "v", False)
-                o[f"v{k}_hi"] = _sum([*dec_v, r[f"K0_{k}"], Const(hi, signed(s))], s + 4)
-                o[f"v{k}_lo"] = _sum([*dec_v, r[f"K0_{k}"], Const(lo, signed(s))], s + 4)
+                o[f"v{k}_hi"] = _sum([*dec_v, r[f"K0_{k}"], Const(hi, signed(s))], s + _EXTRA)
+                o[f"v{k}_lo"] = _sum([*dec_v, r[f"K0_{k}"], Const(lo, signed(s))], s + _EXTRA)
         return o
 
     def _step3(self, r: dict) -> dict:
@@ -611,8 +622,9 @@ def _plus(a, b, bit):
     return total[1 : width + 1].as_signed()
 
 
+#: flags and values that steps 1-3 pass on
 _PASS = ("rv", "force", "s_rv", "sat", "spiking", "sub", "rv_s", "cuba", "sel", "rr",
-         "s_hi0", "s_hi1", "s_lo0", "s_lo1", "hi_m", "lo_m")  # flags and values that steps 1-3 pass on
+         "s_hi0", "s_hi1", "s_lo0", "s_lo1", "hi_m", "lo_m")  # fmt: skip
 
 
 def _sum(terms: list, width: int):

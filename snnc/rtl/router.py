@@ -1,38 +1,46 @@
-"""The crossbar router of the accelerator (ARCHITECTURE.md §6, timing of ``snnc/sim/cycle.py``).
+"""The crossbar router of the accelerator (ARCHITECTURE.md §6; the timing of ``sim/cycle.py``).
 
-**Tables.** Each source (core ``0..C-1``, then optionally the host's input) has a
-:class:`RouteTable`: sorted, disjoint ranges ``first..last`` of source neurons, each with a tuple
-of :class:`Destination` s. A spike of neuron ``n`` in the range sends, destination by
-destination and ``j`` ascending, the events ``axon + (n-first)*stride + j``, ``j < stride``, to
-core ``core`` (its next-step stream when ``delayed``) or, for ``core == HOST``, output element
-``axon + (n-first)*stride + j`` to the host. :meth:`RouteTable.from_runs` builds a table from
-overlapping runs (such as the backend's immediate and delayed tables) keeping that order.
+**Tables.** Each source (cores ``0..C-1``, then optionally the host's input) has a
+:class:`RouteTable`: sorted, disjoint ranges ``first..last`` of source neurons, each with a
+tuple of destinations (:class:`Destination`). A spike of neuron ``n`` in a range sends,
+destination by destination and ``j`` ascending, the events ``axon + (n-first)*stride + j``
+(``j < stride``) to core ``core`` (to its next-step stream when ``delayed``) or, for
+``core == HOST``, that output element to the host. :meth:`RouteTable.from_runs` builds a table
+from overlapping runs (such as the backend's immediate and delayed tables, concatenated),
+keeping the run order per neuron.
 
-**Ports** (*destination ports* ``0..C-1`` are the cores, ``C`` the host's output).
-``spikes_in[c]`` and ``host_in`` (``{element, payload}``) are read, ``events_out[c]``,
-``delayed_out[c]`` (``{axon, payload}``, the layout of the core's ``events``) and ``host_out``
-(output element) are written; cores' events carry payload 1, the host's its own payload.
+**Ports.** *Destination ports* ``0..C-1`` are the cores, ``C`` the host. Read: ``spikes_in[c]``
+(core-local neuron index) and ``host_in`` (``{element, payload}``). Written: ``events_out[c]``
+and ``delayed_out[c]`` (``{axon, payload}``, the layout of ``NeuronCore.events``; payload 1 for
+spikes of cores, the host's payload for its input) and ``host_out`` (output element).
 
-**Timing** (the rule of ``snnc/sim/cycle.py``). Each source has one *head*: in cycle ``r`` the
-router takes (valid and ready) a source's next spike if its head is empty or empties in ``r``;
-from ``r+1`` on the head's events take part in arbitration, one destination port at a time in
-table order. In each cycle every destination port grants at most one event: to the first source,
-counting round-robin from the one after the source the port last granted (sources ``0..C-1``,
-then the host; the pointer starts at 0 and is never reset), whose head's next event for the port
-finds its output register (``events_out``, ``delayed_out`` or ``host_out``) free, i.e. not valid
-or taken in the same cycle. An event granted in cycle ``a`` is valid on its output from ``a+1``
-until taken. A head empties in the cycle its last event is granted, or in ``r+1`` if the spike
-has no event. Without back-pressure, a spike taken in ``r`` with no contention has all its first
-events per port valid in ``r+2``: 2 cycles from FIFO read to the destination.
+**Timing** (``deep=False``: the rule of ``snnc/sim/cycle.py``). Each source has one *head*. In
+cycle ``r`` the router takes (valid and ready) a source's next spike if the head is empty or
+empties in ``r``; from ``r+1`` on, the spike's events take part in arbitration, for each port in
+table order. In every cycle each destination port grants at most one event (immediate and
+delayed events of a core share its port): to the first source, counting round-robin from the one
+after the source the port last granted (sources ``0..C-1``, then the host; the pointer starts at
+0 and is never reset), whose next event for the port finds its output register free (not valid,
+or taken in this cycle). An event granted in cycle ``a`` is valid on its output from ``a+1``
+until taken. A head empties in the cycle its last event is granted, or in ``r+1`` when the spike
+has no event. So, without contention or back-pressure, a spike taken in ``r`` has its first event
+for every port valid in ``r+2`` (2 cycles from FIFO read to destination; ``latency``), and a
+source can be read every cycle if each of its spikes has at most one event per port.
 
-``busy`` is high in cycle ``t`` exactly when a head holds a spike (taken before ``t`` and not
-emptied before ``t``) or an output register holds an event; it depends on registers only.
+``deep=True`` puts a *lookup stage* between the read and the head: in cycle ``r`` a spike is
+taken if the stage is empty or passes its spike on in ``r``; the stage passes its spike to the
+head at the end of the first cycle ``t >= r+1`` in which the head is empty or empties; the
+events take part in arbitration from ``t+1`` (the rest as above). Without contention: ``r+3``.
 
-**Implementation.** Per source a *lookup memory* (one word per source neuron: entry index and a
-mask of the ports it reaches; synchronous read addressed by the spike being taken, so its output
-register is the head), and per (source, port) a *slot ROM* (asynchronous read, LUT ROM): word
-``(entry, k)`` is the ``k``-th event of the entry for that port as ``base, stride, delayed,
+``busy`` is high in a cycle exactly when a spike or an event is inside (lookup stage, head or
+output register); it is a function of registers only.
+
+**Implementation.** Per source a *lookup memory* (one word per source neuron: entry index and
+the mask of the ports it reaches; synchronous read, enabled by the read of a spike, so its output
+register is the head's entry), and per (source, port) a *slot ROM* (LUT ROM, asynchronous read)
+whose word ``(entry, k)`` is the entry's ``k``-th event for the port: ``base, stride, delayed,
 last`` with ``axon = base + n*stride`` modulo the axon width (``base = axon + j - first*stride``).
+Per (source, port) a counter ``k`` and a ``done`` flag follow the granted events.
 """
 
 from __future__ import annotations
@@ -115,15 +123,20 @@ class RouteTable:
         runs = [(f, la, tuple(Destination(*d) for d in ds)) for f, la, ds in runs if ds]
         cuts = sorted({f for f, _, _ in runs} | {la + 1 for _, la, _ in runs})
         out: list[RouteEntry] = []
-        for a, b in zip(cuts, cuts[1:]):
+        for a, b in zip(cuts, cuts[1:], strict=False):
             ds = tuple(d._replace(axon=d.axon + (a - f) * d.stride)
                        for f, la, dd in runs if f <= a <= la for d in dd)  # fmt: skip
             if not ds:
                 continue
             p = out[-1] if out else None
-            if p and p.last == a - 1 and len(p.destinations) == len(ds) and all(
-                d == q._replace(axon=q.axon + (a - p.first) * q.stride)
-                for d, q in zip(ds, p.destinations)
+            if (
+                p
+                and p.last == a - 1
+                and len(p.destinations) == len(ds)
+                and all(
+                    d == q._replace(axon=q.axon + (a - p.first) * q.stride)
+                    for d, q in zip(ds, p.destinations, strict=True)
+                )
             ):
                 out[-1] = p._replace(last=b - 1)
             else:
@@ -174,10 +187,10 @@ def _round_robin(m: Module, req: list, idx: list[int], n_src: int, grant: list) 
         m.d.comb += grant[0].eq(req[0])
         return
     ptr = Signal(range(n_src))
-    hi = _first([r & (ptr <= i) for r, i in zip(req, idx)])
+    hi = _first([r & (ptr <= i) for r, i in zip(req, idx, strict=True)])
     lo = _first(req)
     any_hi = Cat(*hi).any()
-    for g, h, lw, i in zip(grant, hi, lo, idx):
+    for g, h, lw, i in zip(grant, hi, lo, idx, strict=True):
         m.d.comb += g.eq(Mux(any_hi, h, lw))
         with m.If(g):
             m.d.sync += ptr.eq((i + 1) % n_src)
@@ -194,18 +207,18 @@ class Router(wiring.Component):
     host_table, host_elements : the host's input table and number of input elements; without a
         table there is no ``host_in`` port.
     outputs : output elements of the host port (0: no ``host_out`` port).
-    deep : register the lookup memory's output (a lookup stage before the head): 3 cycles from
-        FIFO read to destination instead of 2, for clock rates the 2-cycle path does not meet.
+    deep : a lookup stage before the head (module docstring): 3 cycles from FIFO read to
+        destination instead of 2; the memory's slow clock-to-output leaves the critical path.
     """
 
     def __init__(self, tables: Sequence[RouteTable], *, neurons: int, axons: int,
                  payload_bits: int = 1, host_table: RouteTable | None = None,
                  host_elements: int = 0, outputs: int = 0, deep: bool = False) -> None:  # fmt: skip
         self.cores = c = len(tables)
-        self.deep = deep
-        self.latency = 3 if deep else 2  #: cycles from reading a spike to its first events
         if c < 1:
             raise ValueError("a router needs at least one core")
+        self.deep = deep
+        self.latency = 3 if deep else 2  #: cycles from reading a spike to its first events
         self.event_layout = data.StructLayout({"axon": _bits(axons), "payload": payload_bits})
         widths = [axons] * c + [outputs]
         self._src = [_Source(t, neurons, widths) for t in tables]
@@ -233,65 +246,71 @@ class Router(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        c, n_src = self.cores, len(self._src)
         outs = self._outputs()
         free = [[~o.valid | o.ready for o in po] for po in outs]
-        reqs: list[list[_Slot]] = [[] for _ in range(c + 1)]
+        reqs: list[list[_Slot]] = [[] for _ in outs]
         busy = []
         for s, src in enumerate(self._src):
-            inp = self.spikes_in[s] if s < c else self.host_in
-            index = inp.payload if s < c else inp.payload.element
-            hv, take = Signal(name=f"head{s}"), Signal(name=f"take{s}")
-            fin = Signal(name=f"finish{s}")
-            m.d.comb += take.eq(inp.valid & inp.ready)
-            n = Signal.like(index, name=f"neuron{s}")
-            pay = Signal(self.payload_bits, name=f"payload{s}", init=1)
-            new_pay = inp.payload.payload if s == c else Const(1)
-            lk = self._lookup(m, s, src, index, take) if src.ports else None
-            if self.deep:  # the spike waits a cycle in the lookup stage (held in n1, pay1)
-                s1v, load = Signal(name=f"stage{s}"), Signal(name=f"load{s}")
-                n1, pay1 = Signal.like(n, name=f"neuron1_{s}"), Signal.like(pay, name=f"pay1_{s}")
-                m.d.comb += [load.eq(s1v & (~hv | fin)), inp.ready.eq(~s1v | load)]
-                with m.If(take):
-                    m.d.sync += [s1v.eq(1), n1.eq(index), pay1.eq(new_pay)]
-                with m.Elif(load):
-                    m.d.sync += s1v.eq(0)
-                new_n, new_pay = n1, pay1
-                if lk is not None:
-                    held = Signal.like(lk, name=f"entry{s}")
-                    with m.If(load):
-                        m.d.sync += held.eq(lk)
-                    lk = held
-                busy.append(s1v)
-            else:
-                load, new_n = take, index
-                m.d.comb += inp.ready.eq(~hv | fin)
-            with m.If(load):
-                m.d.sync += [hv.eq(1), n.eq(new_n), pay.eq(new_pay)]
-            with m.Elif(fin):
-                m.d.sync += hv.eq(0)
-            done = Const(1)
-            for i, p in enumerate(src.ports):
-                sl = self._slot(m, s, src, p, lk, n, pay)
-                m.d.comb += sl.pend.eq(hv & lk.mask[i] & ~sl.done)
-                sel = sl.rom.delayed if p < c else Const(0)
-                m.d.comb += sl.req.eq(sl.pend & Mux(sel, free[p][-1], free[p][0]))
-                with m.If(load):
-                    m.d.sync += [sl.k.eq(0), sl.done.eq(0)]
-                with m.Elif(sl.grant):
-                    m.d.sync += [sl.k.eq(sl.k + 1), sl.done.eq(sl.rom.last)]
-                reqs[p].append(sl)
-                done = done & (~sl.pend | (sl.grant & sl.rom.last))
-            m.d.comb += fin.eq(hv & done)
-            busy.append(hv)
+            busy += self._source(m, s, src, free, reqs)
         for p, rq in enumerate(reqs):
             if rq:
-                self._port(m, p, rq, outs[p], n_src)
+                self._port(m, p, rq, outs[p], len(self._src))
         m.d.comb += self.busy.eq(Cat(*busy, *(o.valid for po in outs for o in po)).any())
         return m
 
+    def _source(self, m: Module, s: int, src: _Source, free, reqs) -> list:
+        """Read port, (lookup stage and) head of source ``s``; returns its busy flags."""
+        c = self.cores
+        inp = self.spikes_in[s] if s < c else self.host_in
+        index = inp.payload if s < c else inp.payload.element
+        new_pay = inp.payload.payload if s == c else Const(1)
+        hv, take, fin = Signal(name=f"head{s}"), Signal(name=f"take{s}"), Signal(name=f"fin{s}")
+        n = Signal.like(index, name=f"neuron{s}")
+        pay = Signal(self.payload_bits, name=f"payload{s}", init=1)
+        m.d.comb += take.eq(inp.valid & inp.ready)
+        lk = self._lookup(m, s, src, index, take) if src.ports else None
+        busy = [hv]
+        if self.deep:  # the lookup stage holds the spike while the memory answers
+            sv, load = Signal(name=f"stage{s}"), Signal(name=f"load{s}")
+            sn, sp = Signal.like(n, name=f"stage_neuron{s}"), Signal.like(pay, name=f"stage_pay{s}")
+            m.d.comb += [load.eq(sv & (~hv | fin)), inp.ready.eq(~sv | load)]
+            with m.If(take):
+                m.d.sync += [sv.eq(1), sn.eq(index), sp.eq(new_pay)]
+            with m.Elif(load):
+                m.d.sync += sv.eq(0)
+            if lk is not None:
+                held = Signal.like(lk, name=f"entry{s}")
+                with m.If(load):
+                    m.d.sync += held.eq(lk)
+                lk = held
+            index, new_pay = sn, sp
+            busy.append(sv)
+        else:
+            load = take
+            m.d.comb += inp.ready.eq(~hv | fin)
+        with m.If(load):
+            m.d.sync += [hv.eq(1), n.eq(index), pay.eq(new_pay)]
+        with m.Elif(fin):
+            m.d.sync += hv.eq(0)
+        done = Const(1)
+        for i, p in enumerate(src.ports):
+            sl = self._slot(m, s, src, p, lk, n, pay)
+            sel = sl.rom.delayed if p < c else Const(0)
+            m.d.comb += [
+                sl.pend.eq(hv & lk.mask[i] & ~sl.done),
+                sl.req.eq(sl.pend & Mux(sel, free[p][-1], free[p][0])),
+            ]
+            with m.If(load):
+                m.d.sync += [sl.k.eq(0), sl.done.eq(0)]
+            with m.Elif(sl.grant):
+                m.d.sync += [sl.k.eq(sl.k + 1), sl.done.eq(sl.rom.last)]
+            reqs[p].append(sl)
+            done = done & (~sl.pend | (sl.grant & sl.rom.last))
+        m.d.comb += fin.eq(hv & done)
+        return busy
+
     def _lookup(self, m: Module, s: int, src: _Source, index, take):
-        """Lookup memory of a source, read with the spike being taken: its data is the head."""
+        """Lookup memory of a source, read with the spike being taken."""
         lay = data.StructLayout({"entry": _bits(src.entries), "mask": len(src.ports)})
         init = [{"entry": w[0], "mask": w[1]} if w else {} for w in src.words]
         mem = m.submodules[f"lookup{s}"] = Memory(shape=lay, depth=src.size, init=init)
@@ -361,8 +380,9 @@ class _Slot:
 
 def _times(n, stride) -> object:
     """``n * stride`` as shifts and adds (strides are a few bits; no multiplier block)."""
-    return _sum(Mux(stride[b], n << b, 0) if b or len(stride) > 1 else n
-                for b in range(len(stride)))
+    return _sum(
+        Mux(stride[b], n << b, 0) if b or len(stride) > 1 else n for b in range(len(stride))
+    )
 
 
 def _sum(vals) -> object:

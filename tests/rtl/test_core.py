@@ -19,11 +19,20 @@ from amaranth.sim import Simulator
 from snnc.ir import nodes as N
 from snnc.rtl.core import NeuronCore
 from snnc.rtl.params import (
-    AxonEntry, CoreImage, CoreParams, Kind, NeuronInit, Profile, Reset, Timing,
-)  # fmt: skip
+    AxonEntry,
+    CoreImage,
+    CoreParams,
+    Kind,
+    NeuronInit,
+    Profile,
+    Reset,
+    Timing,
+)
 from snnc.sim.integer import _Neuron
 
 CUBA = (Kind.CUBALIF, Kind.CUBALI)
+#: both timings of NeuronCore: ARCHITECTURE.md's, and the deeper pipeline (``deep=True``)
+DEEP = pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
 
 # ----------------------------------------------------------------------------- the contract
 
@@ -152,7 +161,8 @@ def random_profile(rng: random.Random, f: int) -> Profile:
 
 
 def random_image(rng: random.Random, *, n: int, lanes: int, wbits: int, sbits: int, f: int,
-                 payload_bits: int = 1, profiles=None, max_shift: int = 3) -> CoreImage:  # fmt: skip
+                 payload_bits: int = 1, profiles=None,
+                 max_shift: int = 3) -> CoreImage:  # fmt: skip
     g = n // lanes
     words = rng.randint(g, 2 * g)
     n_axons = rng.randint(4, 12)
@@ -198,7 +208,7 @@ def random_phases(rng: random.Random, image: CoreImage, steps: int, events: int 
         evs = [(rng.randrange(p.axons), rng.randint(1, top)) for _ in range(rng.randint(0, events))]
         cuts = sorted(rng.sample(range(1, p.groups), rng.randint(0, min(3, p.groups - 1))))
         bounds = [0, *cuts, p.groups]
-        slices = [(a, b - a) for a, b in zip(bounds, bounds[1:])]
+        slices = [(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
         rng.shuffle(slices)
         phases.append((evs, slices[: rng.randint(1, len(slices))]))
     return phases
@@ -209,7 +219,8 @@ def random_phases(rng: random.Random, image: CoreImage, steps: int, events: int 
 
 @dataclass
 class Run:
-    takes: list[tuple[str, object, int, int]] = field(default_factory=list)  # kind, item, valid, take
+    #: (kind, item, cycle offered, cycle taken)
+    takes: list[tuple[str, object, int, int]] = field(default_factory=list)
     busy: list[int] = field(default_factory=list)
     spikes: list[list[int]] = field(default_factory=list)  # per phase
     states: list[CoreState] = field(default_factory=list)  # after each phase
@@ -226,6 +237,71 @@ def read_state(ctx, core: NeuronCore) -> CoreState:
     )  # fmt: skip
 
 
+class _Driver:
+    """The testbench of :func:`run_core`: offers the items, takes spikes, records cycles."""
+
+    def __init__(self, core: NeuronCore, items: list, rng: random.Random, ready: float,
+                 max_gap: int, run: Run) -> None:  # fmt: skip
+        self.core, self.items, self.rng, self.ready, self.max_gap = core, items, rng, ready, max_gap
+        self.run = run
+        self.idx = self.earliest = 0
+        self.cur = self.snap = None
+        self.vstart, self.cmd_phase = 0, -1
+
+    def offer(self, ctx, cyc: int) -> str | None:
+        """Set this cycle's item on ``events`` or ``cmd``; a phase's first command waits until
+        the core is idle and every spike of the earlier phases is out."""
+        core, items = self.core, self.items
+        if self.cur is None and self.idx < len(items) and cyc >= self.earliest:
+            ph, kind, _ = items[self.idx]
+            new_phase = kind == "cmd" and ph != self.cmd_phase
+            if not new_phase or not (ctx.get(core.busy) or ctx.get(core.spikes.valid)):
+                if new_phase:
+                    self.cmd_phase = ph
+                    self.run.spikes.append([])
+                self.cur, self.vstart = items[self.idx], cyc
+        kind = self.cur[1] if self.cur else None
+        ctx.set(core.events.valid, kind == "event")
+        ctx.set(core.cmd.valid, kind == "cmd")
+        if kind == "event":
+            ctx.set(core.events.payload, {"axon": self.cur[2][0], "payload": self.cur[2][1]})
+        elif kind == "cmd":
+            ctx.set(core.cmd.payload, {"first_group": self.cur[2][0], "n_groups": self.cur[2][1]})
+        return kind
+
+    def observe(self, ctx, cyc: int, kind: str | None, take_spike: bool) -> int:
+        core, run = self.core, self.run
+        busy = ctx.get(core.busy)
+        run.busy.append(busy)
+        if self.snap is not None and cyc > self.snap and not busy:
+            run.states.append(read_state(ctx, core))
+            self.snap = None
+        if ctx.get(core.spikes.valid):
+            run.spike_valid.append(cyc)
+            if take_spike:
+                run.spikes[-1].append(ctx.get(core.spikes.payload))
+        stream = core.events if kind == "event" else core.cmd
+        if kind is not None and ctx.get(stream.ready):
+            run.takes.append((kind, self.cur[2], self.vstart, cyc))
+            if self.idx + 1 == len(self.items) or self.items[self.idx + 1][0] != self.cur[0]:
+                self.snap = cyc  # the phase's last item: read the state back once idle
+            self.idx, self.cur = self.idx + 1, None
+            self.earliest = cyc + 1 + self.rng.randint(0, self.max_gap)
+        return busy
+
+    async def testbench(self, ctx) -> None:
+        for cyc in range(200_000):
+            kind = self.offer(ctx, cyc)
+            take_spike = self.rng.random() < self.ready
+            ctx.set(self.core.spikes.ready, take_spike)
+            busy = self.observe(ctx, cyc, kind, take_spike)
+            await ctx.tick()
+            done = self.idx == len(self.items) and self.snap is None
+            if done and not busy and not ctx.get(self.core.spikes.valid):
+                return
+        raise AssertionError("the core did not finish")
+
+
 def run_core(image: CoreImage, phases, *, seed: int = 0, ready: float = 0.7,
              max_gap: int = 2, deep: bool = False) -> Run:  # fmt: skip
     """Offer each phase's events, then (once the core and FIFO are idle) its commands.
@@ -234,60 +310,14 @@ def run_core(image: CoreImage, phases, *, seed: int = 0, ready: float = 0.7,
     take; ``spikes.ready`` is high with probability ``ready`` in each cycle. The state is read
     back in the first cycle ``busy`` is low after a phase's last command.
     """
-    rng = random.Random(seed)
     core = NeuronCore(image, deep=deep)
     items = []
     for ph, (evs, cmds) in enumerate(phases):
         items += [(ph, "event", e) for e in evs] + [(ph, "cmd", c) for c in cmds]
     run = Run(extra=(core.event_extra, core.update_extra))
-
-    async def tb(ctx):
-        cyc = idx = earliest = 0
-        cur = snap = None
-        cmd_phase = -1
-        while cyc < 200_000:
-            if cur is None and idx < len(items) and cyc >= earliest:
-                ph, kind, item = items[idx]
-                new_phase = kind == "cmd" and ph != cmd_phase
-                if not new_phase or not (ctx.get(core.busy) or ctx.get(core.spikes.valid)):
-                    if new_phase:  # every spike of the earlier phases is out
-                        cmd_phase = ph
-                        run.spikes.append([])
-                    cur, vstart = items[idx], cyc
-            kind = cur[1] if cur else None
-            ctx.set(core.events.valid, kind == "event")
-            ctx.set(core.cmd.valid, kind == "cmd")
-            if kind == "event":
-                ctx.set(core.events.payload, {"axon": cur[2][0], "payload": cur[2][1]})
-            elif kind == "cmd":
-                ctx.set(core.cmd.payload, {"first_group": cur[2][0], "n_groups": cur[2][1]})
-            take_spike = rng.random() < ready
-            ctx.set(core.spikes.ready, take_spike)
-            busy = ctx.get(core.busy)
-            run.busy.append(busy)
-            if snap is not None and cyc > snap and not busy:
-                run.states.append(read_state(ctx, core))
-                snap = None
-            if ctx.get(core.spikes.valid):
-                run.spike_valid.append(cyc)
-                if take_spike:
-                    run.spikes[-1].append(ctx.get(core.spikes.payload))
-            stream = core.events if kind == "event" else core.cmd
-            if cur is not None and ctx.get(stream.ready):
-                run.takes.append((kind, cur[2], vstart, cyc))
-                if idx + 1 == len(items) or items[idx + 1][0] != cur[0]:
-                    snap = cyc
-                idx, cur = idx + 1, None
-                earliest = cyc + 1 + rng.randint(0, max_gap)
-            await ctx.tick()
-            cyc += 1
-            if idx == len(items) and snap is None and not busy and not ctx.get(core.spikes.valid):
-                return
-        raise AssertionError("the core did not finish")
-
     sim = Simulator(core)
     sim.add_clock(1e-6)
-    sim.add_testbench(tb)
+    sim.add_testbench(_Driver(core, items, random.Random(seed), ready, max_gap, run).testbench)
     sim.run()
     return run
 
@@ -338,7 +368,7 @@ CONFIGS = [  # N, P, W, S, F
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 @pytest.mark.parametrize("seed", range(24))
 def test_random_core_matches_reference_spikes_state_and_cycles(seed: int, deep: bool) -> None:
     rng = random.Random(1000 + seed)
@@ -351,7 +381,7 @@ def test_random_core_matches_reference_spikes_state_and_cycles(seed: int, deep: 
     assert sum(map(len, run.spikes)) > 0
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 def test_every_profile_kind_in_one_core_matches_reference(deep: bool) -> None:
     rng = random.Random(7)
     profiles = []
@@ -371,7 +401,7 @@ def test_every_profile_kind_in_one_core_matches_reference(deep: bool) -> None:
                                           deep=deep))  # fmt: skip
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 @pytest.mark.parametrize("seed", range(4))
 def test_saturating_profiles_clamp_current_and_membrane(seed: int, deep: bool) -> None:
     rng = random.Random(50 + seed)
@@ -386,21 +416,23 @@ def test_saturating_profiles_clamp_current_and_membrane(seed: int, deep: bool) -
     lim = 1 << 11
     ths = [rng.choice([rng.randint(1, 400), lim - 1 - rng.randint(0, 3), -lim + rng.randint(0, 3),
                        -lim // 2 - rng.randint(0, 300)]) for _ in image.neurons]  # fmt: skip
-    neurons = tuple(replace(x, threshold=t) for x, t in zip(image.neurons, ths))
+    neurons = tuple(replace(x, threshold=t) for x, t in zip(image.neurons, ths, strict=True))
     image = replace(image, neurons=neurons)
     phases = random_phases(rng, image, steps=6, events=30)
     check_run(image, phases, run_core(image, phases, seed=seed, ready=0.5, deep=deep))
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 def test_saturating_next_step_subtract_compares_the_clamped_membrane(deep: bool) -> None:
     # thresholds near the top of S bits and a large input: v saturates step after step, and
     # NEXT_STEP subtracts the threshold before the clamp, so the comparison is clamp(v) > th
     p = CoreParams(neurons=8, lanes=4, weight_bits=8, state_bits=12, axons=1, weight_words=2,
                    decay_bits=8, max_shift=3)  # fmt: skip
     hi = (1 << 11) - 1
-    profiles = (Profile(Kind.LIF, 250, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP, True, True),
-                Profile(Kind.LIF, 250, 0, False, Reset.SUBTRACT, Timing.GATED, False, True))
+    profiles = (
+        Profile(Kind.LIF, 250, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP, True, True),
+        Profile(Kind.LIF, 250, 0, False, Reset.SUBTRACT, Timing.GATED, False, True),
+    )
     neurons = tuple(NeuronInit(threshold=hi - n, bias=1500, profile=n % 2) for n in range(8))
     image = CoreImage(p, (AxonEntry(0, 2, 0, 3),), ((127,) * 4, (-128, 127, -128, 127)), neurons,
                       profiles)  # fmt: skip
@@ -410,7 +442,7 @@ def test_saturating_next_step_subtract_compares_the_clamped_membrane(deep: bool)
     assert sum(map(len, run.spikes)) >= 15
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 def test_graded_payload_multiplies_the_weights(deep: bool) -> None:
     rng = random.Random(3)
     image = random_image(rng, n=16, lanes=4, wbits=6, sbits=20, f=10, payload_bits=4)
@@ -418,7 +450,7 @@ def test_graded_payload_multiplies_the_weights(deep: bool) -> None:
     check_run(image, phases, run_core(image, phases, seed=3, deep=deep))
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 def test_back_to_back_costs_row_len_per_event_and_nP_plus_3_per_update(deep: bool) -> None:
     rng = random.Random(11)
     image = random_image(rng, n=32, lanes=8, wbits=8, sbits=16, f=8)
@@ -438,7 +470,7 @@ def test_back_to_back_costs_row_len_per_event_and_nP_plus_3_per_update(deep: boo
     check_run(image, [(evs, cmds)], run)
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 def test_spike_of_neuron_k_is_valid_in_cycle_c_plus_4_plus_k(deep: bool) -> None:
     p = CoreParams(neurons=16, lanes=4, weight_bits=4, state_bits=16, axons=1, weight_words=1)
     neurons = tuple(NeuronInit(threshold=-1 if n % 3 == 0 else 5) for n in range(16))
@@ -450,7 +482,7 @@ def test_spike_of_neuron_k_is_valid_in_cycle_c_plus_4_plus_k(deep: bool) -> None
     assert run.spike_valid == [c + lat + k for k in fired]
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 def test_waiting_command_stops_events_and_waits_for_the_pipeline(deep: bool) -> None:
     rng = random.Random(5)
     image = random_image(rng, n=16, lanes=4, wbits=8, sbits=16, f=8)
@@ -545,7 +577,7 @@ def _population_image(rng: random.Random, pr: Profile) -> CoreImage:
     return replace(image, neurons=neurons)
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+@DEEP
 @pytest.mark.parametrize("kind", [Kind.LIF, Kind.CUBALIF, Kind.IF])
 def test_rtl_population_equals_integer_simulator_neurons(kind: Kind, deep: bool) -> None:
     rng = random.Random(int(kind) + 40)

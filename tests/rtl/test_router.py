@@ -20,7 +20,7 @@ from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snnc.rtl.router import HOST, Destination, RouteTable, Router
+from snnc.rtl.router import HOST, Destination, Router, RouteTable
 
 BLOCK = 16  #: axons (and output elements) of a destination reserved for each source
 
@@ -64,8 +64,8 @@ def reference(setup: Setup, spikes, ready, cycles: int):
     """The router's timing rule. ``spikes[s]``: (readable cycle, neuron, payload) in order;
     ``ready[(port, kind)](t)``. Returns take cycles per source, per stream the events
     (valid from, taken, axon, payload) and busy per cycle."""
-    C, n_src = setup.cores, setup.sources
-    rr = [0] * (C + 1)
+    n_src = setup.sources
+    rr = [0] * (setup.cores + 1)
     nxt = [0] * n_src
     heads: list[dict | None] = [None] * n_src  # {"r": cycle it entered, "q": port -> events}
     stage: list[tuple | None] = [None] * n_src  # deep: (read cycle, neuron, payload)
@@ -73,13 +73,6 @@ def reference(setup: Setup, spikes, ready, cycles: int):
     takes: list[list[int]] = [[] for _ in range(n_src)]
     out: dict[tuple[int, int], list] = {o: [] for o in regs}
     busy = []
-
-    def head(s: int, t: int, n: int, pay: int) -> dict:
-        q: dict[int, deque] = {}
-        for p, kind, a in setup.events(s, n):
-            q.setdefault(p, deque()).append((kind, a, pay if p < C else 1))  # host_out: no payload
-        return {"r": t, "q": q}
-
     for t in range(cycles):
         busy.append(any(x is not None for x in [*heads, *stage, *regs.values()]))
         free = {o: r is None or ready[o](t) for o, r in regs.items()}
@@ -88,18 +81,12 @@ def reference(setup: Setup, spikes, ready, cycles: int):
             if r is not None and ready[o](t):
                 out[o].append((r[0], t, r[1], r[2]))
                 new[o] = None
-        for p in range(C + 1):
-            cands = [s for s, h in enumerate(heads)
-                     if h and h["r"] < t and h["q"].get(p) and free[(p, h["q"][p][0][0])]]  # fmt: skip
-            if cands:
-                s = min(cands, key=lambda j: (j - rr[p]) % n_src)
-                rr[p] = (s + 1) % n_src
-                new[(p, heads[s]["q"][p][0][0])] = (t + 1, *heads[s]["q"][p].popleft()[1:])
+        new.update(_arbitrate(heads, rr, free, t))
         for s, h in enumerate(heads):
             if h and h["r"] < t and not any(h["q"].values()):
                 heads[s] = None
             if heads[s] is None and stage[s] is not None and stage[s][0] < t:
-                heads[s] = head(s, t, *stage[s][1:])
+                heads[s] = _head(setup, s, t, *stage[s][1:])
                 stage[s] = None
             waiting = stage[s] if setup.deep else heads[s]
             if waiting is None and nxt[s] < len(spikes[s]) and spikes[s][nxt[s]][0] <= t:
@@ -107,11 +94,33 @@ def reference(setup: Setup, spikes, ready, cycles: int):
                 if setup.deep:
                     stage[s] = (t, n, pay)
                 else:
-                    heads[s] = head(s, t, n, pay)
+                    heads[s] = _head(setup, s, t, n, pay)
                 takes[s].append(t)
                 nxt[s] += 1
         regs.update(new)
     return takes, out, busy
+
+
+def _head(setup: Setup, s: int, t: int, n: int, pay: int) -> dict:
+    """A head entered in ``t``: per port its events (kind, axon, payload) in table order."""
+    q: dict[int, deque] = {}
+    for p, kind, a in setup.events(s, n):
+        q.setdefault(p, deque()).append((kind, a, pay if p < setup.cores else 1))  # host: none
+    return {"r": t, "q": q}
+
+
+def _arbitrate(heads: list, rr: list[int], free: dict, t: int) -> dict:
+    """Per port one grant, round-robin from ``rr[port]``: the new output registers."""
+    new = {}
+    for p in range(len(rr)):
+        cands = [s for s, h in enumerate(heads)
+                 if h and h["r"] < t and h["q"].get(p) and free[(p, h["q"][p][0][0])]]  # fmt: skip
+        if cands:
+            s = min(cands, key=lambda j: (j - rr[p]) % len(heads))
+            rr[p] = (s + 1) % len(heads)
+            kind, axon, pay = heads[s]["q"][p].popleft()
+            new[(p, kind)] = (t + 1, axon, pay)
+    return new
 
 
 # ----------------------------------------------------------------------------- the RTL
@@ -242,8 +251,9 @@ def _cycles(spikes, pats=None) -> int:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_delivery(setup: Setup, spikes, takes, got, busy) -> None:
-    """Exactly once, right output and axon, order per (source, output), busy iff inside."""
+def check_delivery(setup: Setup, spikes, takes, got, busy) -> dict[tuple[int, int], int]:
+    """Exactly once, right output and axon, order per (source, output), busy iff inside.
+    Returns per (source, spike) with events the cycle its first event was valid."""
     C = setup.cores
     assert [len(x) for x in takes] == [len(seq) for seq in spikes], "a spike was never taken"
     expect: dict[tuple, list] = {}
@@ -259,12 +269,14 @@ def check_delivery(setup: Setup, spikes, takes, got, busy) -> None:
             seen.setdefault((a // BLOCK, o), []).append((a, pay, valid, taken))
     assert set(seen) <= set(expect), "an event went to a stream its source never routes to"
     last: dict[tuple[int, int], tuple[int, int]] = {}  # (source, spike) -> (last valid, taken)
+    first: dict[tuple[int, int], int] = {}
     for key, want in expect.items():
         have = seen.get(key, [])
         assert [(a, p) for a, p, _, _ in have] == [(a, p) for a, p, _ in want], key
-        for (_, _, valid, taken), (_, _, i) in zip(have, want):
+        for (_, _, valid, taken), (_, _, i) in zip(have, want, strict=True):
             v, tk = last.get((key[0], i), (0, 0))
             last[(key[0], i)] = (max(v, valid), max(tk, taken))
+            first[(key[0], i)] = min(first.get((key[0], i), valid), valid)
     inside = []  # per spike: cycles it is inside the router
     for s, rs in enumerate(takes):
         f = -1  # the cycle the source's previous head emptied
@@ -277,13 +289,14 @@ def check_delivery(setup: Setup, spikes, takes, got, busy) -> None:
                 inside.append((r + 1, f))
     for t, b in enumerate(busy):
         assert b == any(a <= t <= z for a, z in inside), f"busy is {b} in cycle {t}"
+    return first
 
 
 # ----------------------------------------------------------------------------- tests
 
 
 @pytest.mark.parametrize("deep", [False, True])
-def test_single_spike_reaches_destination_two_cycles_after_read(deep):
+def test_single_spike_reaches_destinations_latency_cycles_after_read(deep):
     table = RouteTable(((0, 3, (Destination(1, 5), Destination(0, 2, True))),))
     setup = Setup(2, 4, [table, RouteTable()], False, 0, 1, deep)
     spikes = [[(3, 2, 1)], []]
@@ -310,7 +323,7 @@ def test_from_runs_concatenates_overlapping_runs_in_order():
     t = RouteTable.from_runs([(0, 5, [(0, 10, False, 2)]), (3, 7, [(1, 0)]),
                               (0, 5, [(1, 20, True)])])  # fmt: skip
     for n in range(9):
-        want = ([(0, 10 + 2 * n, False), (0, 11 + 2 * n, False)] if n <= 5 else [])
+        want = [(0, 10 + 2 * n, False), (0, 11 + 2 * n, False)] if n <= 5 else []
         want += [(1, n - 3, False)] if 3 <= n <= 7 else []
         want += [(1, 20 + n, True)] if n <= 5 else []
         assert t.lookup(n) == want
@@ -351,15 +364,20 @@ def test_latency_without_backpressure_matches_rtl_and_cycle_model(deep, data):
     cycles = _cycles(spikes)
     takes, got, busy = run_rtl(setup, spikes, ready, cycles)
     assert (takes, got, busy) == reference(setup, spikes, ready, cycles)
-    check_delivery(setup, spikes, takes, got, busy)
+    first = check_delivery(setup, spikes, takes, got, busy)
     for evs in got.values():  # no back-pressure: every event is taken the cycle it is valid
         assert all(v == t for v, t, _, _ in evs)
+    # measured: FIFO read -> first event valid; exactly the latency when nothing contends
+    lat = [v - takes[s][i] for (s, i), v in first.items()]
+    assert all(x >= 2 + deep for x in lat) and (not lat or min(lat) == 2 + deep)
+    assert not busy[-1]
     if not deep:
-        assert_cycle_model_agrees(setup, spikes, got)
+        assert_cycle_model_agrees(setup, spikes, got, busy)
 
 
-def assert_cycle_model_agrees(setup: Setup, spikes, got) -> None:
-    """``snnc.sim.cycle._route``: arrival = the cycle an event is valid on the RTL's output."""
+def assert_cycle_model_agrees(setup: Setup, spikes, got, busy) -> None:
+    """``snnc.sim.cycle._route``: arrival = the cycle an event is valid on the RTL's output,
+    and its last busy cycle of the router = the RTL's last cycle with ``busy`` high."""
     cycle = pytest.importorskip("snnc.sim.cycle")
     C = setup.cores
     sources = [[] for _ in range(C + 1)]
@@ -369,7 +387,8 @@ def assert_cycle_model_agrees(setup: Setup, spikes, got) -> None:
             for p, kind, a in setup.events(s, n):
                 per.setdefault(p, []).append((a, bool(kind)))
             sources[s].append((r, tuple((p, tuple(ev)) for p, ev in per.items())))
-    arrivals, _ = cycle._route(sources, C + 1, [0] * (C + 1))
+    arrivals, last = cycle._route(sources, C + 1, [0] * (C + 1))
+    assert max((t for t, b in enumerate(busy) if b), default=-1) == last
     for p in range(C + 1):
         rtl = sorted((v, a, bool(k)) for (q, k), evs in got.items() if q == p
                      for v, _, a, _ in evs)  # fmt: skip
