@@ -36,7 +36,7 @@ from snnc.ir import nodes as N
 from snnc.ir.graph import Graph
 from snnc.ir.nodes import ResetTiming
 from snnc.ir.verify import verify
-from snnc.sim.reference import _apply_reset, _compare
+from snnc.sim.reference import _apply_reset, _compare, _Delay, _inputs, _sum, run_steps
 
 _EXACT = {torch.float32: 2.0**24, torch.float64: 2.0**53}
 
@@ -185,8 +185,6 @@ def simulate(
 
     Same calling convention as :func:`snnc.sim.reference.simulate`.
     """
-    from snnc.sim.reference import _inputs  # shape checks shared with the float simulator
-
     verify(graph)
     if not is_quantized(graph):
         raise SimulationError(
@@ -195,7 +193,7 @@ def simulate(
         )
     xs = {n: _quantize_input(graph, n, v.numpy()) for n, v in _inputs(graph, x).items()}
     t_steps, batch = next(iter(xs.values())).shape[:2]
-    shapes, order, bounds = graph.shapes(), graph.topo_order(), value_bounds(graph)
+    shapes, bounds = graph.shapes(), value_bounds(graph)
     ops: dict[str, object] = {}
     for n, node in graph.nodes.items():
         p = graph.params[n]
@@ -206,26 +204,11 @@ def simulate(
             src = sum(bounds[s] for s in graph.inputs[n])
             ops[n] = _Exact(n, node, p, _bound_after(node, p, src))
         elif isinstance(node, N.Delay):
-            from snnc.sim.reference import _Delay
-
             ops[n] = _Delay(p["steps"], batch, shapes[n], dtype=torch.int64)
-    out_name = graph.output_names[0]
-    rec: dict[str, list[torch.Tensor]] = {n: [] for n in graph.nodes} if record else {}
-    outs = []
-    for t in range(t_steps):
-        vals: dict[str, torch.Tensor] = {}
-        for n in order:
-            vals[n] = _eval(graph, n, t, vals, xs, ops)
-        for n, op in ops.items():
-            if hasattr(op, "push"):
-                op.push(_sum([vals[s] for s in graph.inputs[n]]))
-        outs.append(vals[out_name])
-        for n in rec:
-            rec[n].append(vals[n])
-    output = torch.stack(outs).numpy()
-    if not record:
-        return output
-    return output, {n: torch.stack(v).numpy() for n, v in rec.items()}
+    delays = {n: op for n, op in ops.items() if isinstance(op, _Delay)}
+    return run_steps(
+        graph, t_steps, lambda n, t, vals: _eval(graph, n, t, vals, xs, ops), delays, record
+    )
 
 
 def _bound_after(node, p, src: float) -> float:
@@ -234,13 +217,6 @@ def _bound_after(node, p, src: float) -> float:
     w = np.abs(p["weight"].astype(np.float64))
     b = float(np.abs(p["bias"]).max(initial=0)) if "bias" in p else 0.0
     return float(w.reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * src + b
-
-
-def _sum(values: list[torch.Tensor]) -> torch.Tensor:
-    out = values[0]
-    for v in values[1:]:
-        out = out + v
-    return out
 
 
 def _eval(graph: Graph, n: str, t: int, vals, xs, ops) -> torch.Tensor:

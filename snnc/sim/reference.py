@@ -154,7 +154,6 @@ def simulate(
     xs = _inputs(graph, x)
     t_steps, batch = next(iter(xs.values())).shape[:2]
     shapes = graph.shapes()
-    order = graph.topo_order()
     params = {
         n: {k: torch.tensor(np.asarray(a, dtype=np.float32)) for k, a in graph.params[n].items()}
         for n in graph.nodes
@@ -165,21 +164,30 @@ def simulate(
             state[n] = _Neuron(node, params[n], batch, shapes[n])
         elif isinstance(node, N.Delay):
             state[n] = _Delay(graph.params[n]["steps"], batch, shapes[n])
-    out_name = graph.output_names[0]
+    delays = {n: st for n, st in state.items() if isinstance(st, _Delay)}
+    with torch.no_grad():
+        return run_steps(
+            graph, t_steps, lambda n, t, vals: _eval(graph, n, t, vals, xs, params, state),
+            delays, record,
+        )  # fmt: skip
+
+
+def run_steps(graph: Graph, t_steps: int, evaluate, delays: Mapping[str, _Delay], record: bool):
+    """The time loop of both simulators: per step, ``evaluate(node, t, values)`` every node in
+    evaluation order, then hand every Delay the sum of its inputs; return the first Output's
+    values ``(T, ...)`` as numpy and, with ``record``, every node's."""
+    order, out_name = graph.topo_order(), graph.output_names[0]
     rec: dict[str, list[torch.Tensor]] = {n: [] for n in graph.nodes} if record else {}
     outs = []
-    with torch.no_grad():
-        for t in range(t_steps):
-            vals: dict[str, torch.Tensor] = {}
-            for n in order:
-                vals[n] = _eval(graph, n, t, vals, xs, params, state)
-            for n, st in state.items():
-                if isinstance(st, _Delay):
-                    srcs = [vals[s] for s in graph.inputs[n]]
-                    st.push(_sum(srcs))
-            outs.append(vals[out_name])
-            for n in rec:
-                rec[n].append(vals[n])
+    for t in range(t_steps):
+        vals: dict[str, torch.Tensor] = {}
+        for n in order:
+            vals[n] = evaluate(n, t, vals)
+        for n, d in delays.items():
+            d.push(_sum([vals[s] for s in graph.inputs[n]]))
+        outs.append(vals[out_name])
+        for n in rec:
+            rec[n].append(vals[n])
     output = torch.stack(outs).numpy()
     if not record:
         return output
