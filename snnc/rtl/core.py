@@ -1,6 +1,6 @@
 """One neuron core of the LIF accelerator (ARCHITECTURE.md §2, §4, §5).
 
-The core owns five memories, all with synchronous (non-transparent) read ports:
+The core owns five memories, all with synchronous (non-transparent) read ports, and a spike FIFO:
 
 - axon table ``A x (row_base, row_len, group_base, shift)`` (plus three bits derived from
   ``row_len``: ``<= 1``, ``<= 2``, ``== 0``) and weights ``D x P`` lanes: ROMs;
@@ -9,31 +9,33 @@ The core owns five memories, all with synchronous (non-transparent) read ports:
 - neuron parameters ``N x (~threshold, bias, reset_value[, ibias][, profile])``: a ROM; it holds
   ``~threshold = -threshold - 1`` so that every threshold term is an addition.
 
+Two pipelines: ``deep=True`` (ARCHITECTURE.md's timing, the one the accelerator builds: every
+block-RAM output and both sides of the multipliers are registered, for the clock targets) and
+``deep=False`` (two stages fewer; times in brackets below).
+
 **Events** (§4). An event ``(a, p)`` taken in cycle ``t`` reads the axon table; weight word ``k``
-of the row and accumulator word ``group_base + k`` are read in ``t+1+k`` and the lane sums
-``acc + p * (w << shift)`` written in ``t+2+k``. The next event is taken in ``t+row_len``; a
-read of the word written in the same cycle gets the written value through a forwarding register.
-Accumulators wrap modulo ``2**S``.
+of the row is read in ``t+1+k``, accumulator word ``group_base + k`` in ``t+2+k`` [``t+1+k``]
+and the lane sums ``acc + p * (w << shift)`` written in ``t+3+k`` [``t+2+k``]. The next event is
+taken in ``t+row_len``; a read of the word written in the same cycle gets the written value
+through a forwarding register. Accumulators wrap modulo ``2**S``.
 
 **Update** (§5). ``update(first_group, n_groups)`` taken in cycle ``c`` streams the neurons
-``first_group*P + k``, ``k < n_groups*P``: their state, parameters and accumulator word are read
-in ``c+k`` (neuron 0's addresses come from the command itself), computed in ``c+1+k`` and
-``c+2+k``, and written and emitted in ``c+3+k``; ``busy`` falls in ``c + n_groups*P + 3``. A
+``first_group*P + k``, ``k < n_groups*P``: their state, parameters and accumulator word are read in
+``c+k`` (neuron 0's addresses come from the command itself), computed in three [two] stages and
+written and emitted in ``c+5+k`` [``c+3+k``]; ``busy`` falls in ``c + n_groups*P + 5`` [``+ 3``]. A
 group's accumulator word is cleared in the cycle after its last lane is read. The arithmetic is
-``snnc/sim/integer.py``'s step with ``gain = 1`` and ``x`` the accumulator lane (plus ``ibias``
-for the current of Cuba* kinds): intermediate values are exact (``S + 3`` bits), a saturating
-profile clamps ``i`` and ``v`` to ``S`` bits where the simulator clamps, and the stored ``v`` and
-``i`` wrap to ``S`` bits.
+``snnc/sim/integer.py``'s step with ``gain = 1`` and ``x`` the accumulator lane (plus ``ibias`` for
+the current of Cuba* kinds): intermediate values are exact (``S + 3`` bits), a saturating profile
+clamps ``i`` and ``v`` to ``S`` bits where the simulator clamps, and the stored ``v`` and ``i`` wrap
+to ``S`` bits.
+
+**Clear.** A pulse on ``clear`` (with the core idle) writes zeros over state word ``n`` in the
+``n``-th cycle after it and over accumulator word ``n`` (``n < N/P``) one cycle later; ``busy``
+is high for those ``N`` cycles. The accelerator clears between independent inputs.
 
 A command waiting at ``cmd`` stops the core from taking events; it is taken once every event
 write has happened (``busy`` low). Spikes (core-local neuron indices) go into an ``N``-deep FIFO
 whose output is valid in the cycle after the write.
-
-``deep=True`` is *not* ARCHITECTURE.md's timing: it registers every block-RAM output and both
-sides of the multipliers, so that the core reaches the clock targets (see the tests). The
-accumulator word is then read in ``t+2+k`` and written in ``t+3+k`` (a burst of events costs the
-sum of its ``row_len`` plus 3), and an update writes and emits neuron ``k`` in ``c+5+k``
-(``n_groups*P + 5`` cycles).
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from snnc.rtl.params import CoreImage, Kind, Profile, Reset, Timing
+from snnc.rtl.fifo import Fifo
+from snnc.rtl.params import CoreImage, Kind, Profile, Reset, Timing, index_bits
 
-__all__ = ["NeuronCore", "SpikeFifo", "index_bits"]
+__all__ = ["NeuronCore", "index_bits"]
 
 _CUBA = (Kind.CUBALIF, Kind.CUBALI)
 _NO_RW_CHECK = {"no_rw_check": 1}
@@ -54,17 +57,6 @@ _NO_RW_CHECK = {"no_rw_check": 1}
 #: 7 * 2**(S-1) + 4)
 _EXTRA = 3
 _SPIKING = (Kind.LIF, Kind.IF, Kind.CUBALIF)
-
-
-def index_bits(n: int) -> int:
-    """Bits of an index in ``range(n)`` (at least 1)."""
-    return max(1, (n - 1).bit_length())
-
-
-def _incr(value, modulus: int):
-    if modulus & (modulus - 1) == 0:
-        return (value + 1)[: index_bits(modulus)]
-    return Mux(value == modulus - 1, 0, value + 1)
 
 
 def _reg(m: Module, values: dict, prefix: str) -> dict:
@@ -75,55 +67,6 @@ def _reg(m: Module, values: dict, prefix: str) -> dict:
         out[k] = Signal(val.shape(), name=f"{prefix}_{k}", reset_less=k != "valid")
         m.d.sync += out[k].eq(val)
     return out
-
-
-class SpikeFifo(wiring.Component):
-    """Memory FIFO with an output register; a write into an empty FIFO is valid the next cycle.
-
-    Holds ``depth + 1`` entries; writes when full are lost (the core never writes more than
-    ``N`` spikes between two moments at which the step controller sees the FIFO empty).
-    """
-
-    def __init__(self, width: int, depth: int) -> None:
-        self.width, self.depth = width, depth
-        super().__init__({"w_en": In(1), "w_data": In(width), "r": Out(stream.Signature(width))})
-
-    def elaborate(self, platform):
-        m = Module()
-        mem = m.submodules.mem = Memory(
-            shape=self.width, depth=self.depth, init=[], attrs=_NO_RW_CHECK
-        )  # reads only committed entries
-        wp, rp = mem.write_port(), mem.read_port()
-        produce = Signal(range(self.depth))
-        consume = Signal(range(self.depth))
-        count = Signal(range(self.depth + 1))
-        empty, single = Signal(init=1), Signal()  # count == 0, count == 1 (registered)
-        bypass_data, from_bypass = Signal(self.width, reset_less=True), Signal()
-
-        out_free = ~self.r.valid | self.r.ready
-        bypass = self.w_en & empty & out_free
-        do_write = self.w_en & ~bypass
-        do_read = ~empty & out_free
-        m.d.comb += [
-            wp.addr.eq(produce), wp.data.eq(self.w_data), wp.en.eq(do_write),
-            rp.addr.eq(consume), rp.en.eq(do_read),
-            self.r.payload.eq(Mux(from_bypass, bypass_data, rp.data)),
-        ]  # fmt: skip
-        with m.If(do_write):
-            m.d.sync += produce.eq(_incr(produce, self.depth))
-        with m.If(do_read):
-            m.d.sync += consume.eq(_incr(consume, self.depth))
-        with m.If(do_write & ~do_read):
-            m.d.sync += [count.eq(count + 1), empty.eq(0), single.eq(empty)]
-        with m.If(do_read & ~do_write):
-            m.d.sync += [count.eq(count - 1), empty.eq(single), single.eq(count == 2)]
-        with m.If(bypass):
-            m.d.sync += [bypass_data.eq(self.w_data), from_bypass.eq(1), self.r.valid.eq(1)]
-        with m.Elif(do_read):
-            m.d.sync += [from_bypass.eq(0), self.r.valid.eq(1)]
-        with m.Elif(self.r.ready):
-            m.d.sync += self.r.valid.eq(0)
-        return m
 
 
 class _Profiles:
@@ -193,7 +136,7 @@ class NeuronCore(wiring.Component):
     ``event_extra`` cycles, an update ``n_groups*P + update_extra`` (2/3, or 3/5 when ``deep``).
     """
 
-    def __init__(self, image: CoreImage, *, deep: bool = False) -> None:
+    def __init__(self, image: CoreImage, *, deep: bool = True) -> None:
         _check(image)
         p = self.params = image.params
         self.image, self.deep = image, deep
@@ -212,6 +155,7 @@ class NeuronCore(wiring.Component):
             "cmd": In(stream.Signature(self.cmd_layout)),
             "spikes": Out(stream.Signature(index_bits(n))),
             "busy": Out(1),
+            "clear": In(1),
         })  # fmt: skip
         self.axon_layout = data.StructLayout({
             "row_base": index_bits(p.weight_words),
@@ -256,12 +200,21 @@ class NeuronCore(wiring.Component):
         m.submodules.acc = acc = Memory(data=self.acc_data, attrs=_NO_RW_CHECK)
         m.submodules.state = state = Memory(data=self.state_data, attrs=_NO_RW_CHECK)
         m.submodules.param = param = Memory(data=self.param_data)
-        m.submodules.fifo = fifo = SpikeFifo(len(self.spikes.payload), self.params.neurons)
+        m.submodules.fifo = fifo = Fifo(len(self.spikes.payload), self.params.neurons)
         wiring.connect(m, wiring.flipped(self.spikes), fifo.r)
         acc_r, acc_w = acc.read_port(), acc.write_port()
-        upd_busy, r_go, r_group, clear = self._update(m, state, param, acc_r, fifo)
+        # the state clear: a pulse on `clear` (with the core idle) writes zeros to every state
+        # word and accumulator word, one address per cycle from the next cycle on
+        wiping = Signal()
+        wipe_n = Signal(index_bits(self.params.neurons))
+        with m.If(self.clear):
+            m.d.sync += [wiping.eq(1), wipe_n.eq(0)]
+        with m.Elif(wiping):
+            m.d.sync += [wipe_n.eq(wipe_n + 1), wiping.eq(wipe_n != self.params.neurons - 1)]
+        wipe = (wiping, wipe_n)
+        upd_busy, r_go, r_group, clear = self._update(m, state, param, acc_r, fifo, wipe)
         ev_busy = self._events(m, axons, weights, acc_r, acc_w, upd_busy, (r_go, r_group), clear)
-        m.d.comb += [self.busy.eq(ev_busy | upd_busy), self.cmd.ready.eq(~self.busy)]
+        m.d.comb += [self.busy.eq(ev_busy | upd_busy | wiping), self.cmd.ready.eq(~self.busy)]
         return m
 
     # ------------------------------------------------------------------------------- events
@@ -362,7 +315,7 @@ class NeuronCore(wiring.Component):
 
     # ------------------------------------------------------------------------------- update
 
-    def _update(self, m, state, param, acc_r, fifo):
+    def _update(self, m, state, param, acc_r, fifo, wipe):
         p = self.params
         lanes, n_bits = p.lanes, index_bits(p.neurons)
         st_r, st_w, pa_r = state.read_port(), state.write_port(), param.read_port()
@@ -414,9 +367,10 @@ class NeuronCore(wiring.Component):
                                                               vals["vsat"])),
                     Mux(vals["force"], vals["rv"], vals["vsat"]))  # fmt: skip
         fields = {"v": v_out, "s": spike} | ({"i": vals["i"]} if self.cuba else {})
+        wiping, wipe_n = wipe
         m.d.comb += [
-            st_w.addr.eq(w["n"]), st_w.en.eq(w["valid"]),
-            *(st_w.data[k].eq(val) for k, val in fields.items()),
+            st_w.addr.eq(Mux(wiping, wipe_n, w["n"])), st_w.en.eq(w["valid"] | wiping),
+            *(st_w.data[k].eq(Mux(wiping, 0, val)) for k, val in fields.items()),
             fifo.w_en.eq(w["valid"] & spike), fifo.w_data.eq(w["n"]),
         ]  # fmt: skip
         nxt = r_go  # in flight next cycle: what moves into E1 .. W now
@@ -425,7 +379,10 @@ class NeuronCore(wiring.Component):
         m.d.sync += busy.eq(nxt)  # = active | the stages' valid
         # the clear of a group's word: a register unless lanes == 1 (then with the command)
         clear = u_last if lanes > 1 else r_go
-        return busy, r_go, r_group, (clear, u_group if lanes > 1 else r_group)
+        group = u_group if lanes > 1 else r_group
+        # the wipe clears accumulator word n in the cycle after n's state (n < groups)
+        wipe_acc = wiping & (wipe_n < p.groups)
+        return busy, r_go, r_group, (clear | wipe_acc, Mux(wiping, wipe_n, group))
 
     def _step0(self, st, pa, x) -> dict:
         """Memory outputs and everything decoded from the profile (registered when ``deep``)."""

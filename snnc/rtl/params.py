@@ -6,6 +6,11 @@ import enum
 from dataclasses import dataclass, field
 
 
+def index_bits(n: int) -> int:
+    """Bits of an index in ``range(n)`` (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
 class Kind(enum.IntEnum):
     LIF = 0
     IF = 1

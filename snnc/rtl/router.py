@@ -14,23 +14,23 @@ keeping the run order per neuron.
 and ``delayed_out[c]`` (``{axon, payload}``, the layout of ``NeuronCore.events``; payload 1 for
 spikes of cores, the host's payload for its input) and ``host_out`` (output element).
 
-**Timing** (``deep=False``: the rule of ``snnc/sim/cycle.py``). Each source has one *head*. In
-cycle ``r`` the router takes (valid and ready) a source's next spike if the head is empty or
-empties in ``r``; from ``r+1`` on, the spike's events take part in arbitration, for each port in
-table order. In every cycle each destination port grants at most one event (immediate and
+**Timing** (``deep=False``; ``deep=True``, below, is the rule of ``snnc/sim/cycle.py``). Each source
+has one *head*. In cycle ``r`` the router takes (valid and ready) a source's next spike if the head
+is empty or empties in ``r``; from ``r+1`` on, the spike's events take part in arbitration, for each
+port in table order. In every cycle each destination port grants at most one event (immediate and
 delayed events of a core share its port): to the first source, counting round-robin from the one
-after the source the port last granted (sources ``0..C-1``, then the host; the pointer starts at
-0 and is never reset), whose next event for the port finds its output register free (not valid,
-or taken in this cycle). An event granted in cycle ``a`` is valid on its output from ``a+1``
-until taken. A head empties in the cycle its last event is granted, or in ``r+1`` when the spike
-has no event. So, without contention or back-pressure, a spike taken in ``r`` has its first event
-for every port valid in ``r+2`` (2 cycles from FIFO read to destination; ``latency``), and a
-source can be read every cycle if each of its spikes has at most one event per port.
+after the source the port last granted (sources ``0..C-1``, then the host; the pointer starts at 0
+and is never reset), whose next event for the port finds its output register free (not valid, or
+taken in this cycle). An event granted in cycle ``a`` is valid on its output from ``a+1`` until
+taken. A head empties in the cycle its last event is granted, or in ``r+1`` when the spike has no
+event. So, without contention or back-pressure, a spike taken in ``r`` has its first event for every
+port valid in ``r+2`` (2 cycles from FIFO read to destination; ``latency``), and a source can be
+read every cycle if each of its spikes has at most one event per port.
 
-``deep=True`` puts a *lookup stage* between the read and the head: in cycle ``r`` a spike is
-taken if the stage is empty or passes its spike on in ``r``; the stage passes its spike to the
-head at the end of the first cycle ``t >= r+1`` in which the head is empty or empties; the
-events take part in arbitration from ``t+1`` (the rest as above). Without contention: ``r+3``.
+``deep=True`` (the accelerator's) puts a *lookup stage* between the read and the head: in cycle
+``r`` a spike is taken if the stage is empty or passes its spike on in ``r``; the stage passes its
+spike to the head at the end of the first cycle ``t >= r+1`` in which the head is empty or empties;
+the events take part in arbitration from ``t+1`` (the rest as above). Without contention: ``r+3``.
 
 ``busy`` is high in a cycle exactly when a spike or an event is inside (lookup stage, head or
 output register); it is a function of registers only.
@@ -213,7 +213,7 @@ class Router(wiring.Component):
 
     def __init__(self, tables: Sequence[RouteTable], *, neurons: int, axons: int,
                  payload_bits: int = 1, host_table: RouteTable | None = None,
-                 host_elements: int = 0, outputs: int = 0, deep: bool = False) -> None:  # fmt: skip
+                 host_elements: int = 0, outputs: int = 0, deep: bool = True) -> None:  # fmt: skip
         self.cores = c = len(tables)
         if c < 1:
             raise ValueError("a router needs at least one core")

@@ -9,19 +9,23 @@ input FIFO, a host output FIFO and the step controller.
 Host protocol
 -------------
 
-``host_in`` (stream of ``{element, payload, end}``). Between steps the accelerator accepts the
-input of one step: the events ``(element, payload)`` of the step's input elements in increasing
+``host_in`` (stream of ``{element, payload, end, clear}``). Between steps the accelerator accepts
+the input of one step: the events ``(element, payload)`` of the step's input elements in increasing
 element order (hardware order, ``AcceleratorImage.inputs``), then one word with ``end = 1`` (its
-other fields are ignored). Events with payload 0 or of an element without routes are dropped at
-the door (the host may send every element, or only the non-zero ones). The step starts in the
-cycle after the end word is taken; ``host_in.ready`` is low while a step runs, and also between
-steps while ``host_out`` holds more than one step's worth of words (the host must drain it).
+other fields are ignored). A word with ``end = 1, clear = 1`` between steps starts a new run
+instead: every core writes zeros over its state and accumulators (``N`` cycles, ``host_in.ready``
+low), and the router, the input, host and next-step FIFOs restart as after reset (delayed events
+still waiting are dropped); the counters keep counting. Events with payload 0 or of an element
+without routes are dropped at the door (the host may send every element, or only the non-zero ones).
+The step starts in the cycle after the end word is taken; ``host_in.ready`` is low while a step
+runs, and also between steps while ``host_out`` holds more than one step's worth of words (the host
+must drain it).
 
-``host_out`` (stream of ``{element, end}``): the output population's spikes of the step
-(``element`` in hardware order, ``AcceleratorImage.output_perm``) in the order the router
-delivers them, then ``end = 1`` (``element`` 0): the end-of-step marker, written in the step's
-last barrier-check cycle. Both directions are buffered, so a slow host never changes the cycle
-counts.
+``host_out`` (stream of ``{element, end, cycles}``): the output population's spikes of the step
+(``element`` in hardware order, ``AcceleratorImage.output_perm``) in the order the router delivers
+them, then ``end = 1`` (``element`` 0, ``cycles`` the step's cycle count): the end-of-step marker,
+written in the step's last barrier-check cycle. Both directions are buffered, so a slow host never
+changes the cycle counts.
 
 Counters (outputs): ``cycles_last_step`` (cycles of the last finished step, counted as
 ``snnc/sim/cycle.py`` does: from the phase start of phase 0 to the last barrier check, both
@@ -31,7 +35,8 @@ included), ``steps`` (steps finished), ``events`` (events taken by all cores sin
 Step controller
 ---------------
 
-States *wait* (between steps), *start* (phase start: one cycle, nothing else happens), *work*.
+States *wait* (between steps), *start* (phase start: one cycle, nothing else happens), *work*,
+*clear* (the cores wipe their state).
 In *work* the controller issues each core's update commands of the phase's level from a ROM
 (the commands of every level, in level order; a pointer per core, ``cmd.valid`` while the pointer
 is below the level's end), gates the host FIFO into the router and the next-step FIFOs into the
@@ -40,6 +45,10 @@ busy, no spike in a core's output FIFO, the router not busy, every input FIFO em
 phase 0, the host FIFO and the draining next-step banks empty. The first *work* cycle with
 ``idle`` is the barrier check; the next cycle is the next phase's start, or, after the last
 phase, the end-of-step marker has gone out in the check cycle and the controller waits.
+
+Every FIFO is a block-RAM :class:`~snnc.rtl.fifo.Fifo` sized for the most entries it can hold
+(each core's input FIFO and next-step banks: one event per axon and step; the host FIFO: one
+word per input element; the output FIFO: two steps of output spikes and markers).
 
 Per core the input arbitration is: in phase 0 the next-step bank filled in the previous step
 (all of it, first), then the input FIFO; a router event that finds the input FIFO empty (and
@@ -53,13 +62,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from snnc.rtl.core import NeuronCore, index_bits
-from snnc.rtl.params import CoreImage
+from snnc.rtl.core import NeuronCore
+from snnc.rtl.fifo import Fifo
+from snnc.rtl.params import CoreImage, index_bits
 from snnc.rtl.router import Router, RouteTable
 
 __all__ = ["AcceleratorConfig", "Accelerator"]
@@ -94,9 +103,9 @@ class AcceleratorConfig:
         return self.cores[0].params
 
 
-def _fifo(m: Module, name: str, layout, depth: int) -> SyncFIFO:
-    f = SyncFIFO(width=data.Layout.cast(layout).size, depth=max(1, depth))
-    m.submodules[name] = f
+def _fifo(m: Module, name: str, layout, depth: int, flush=None) -> Fifo:
+    f = Fifo(data.Layout.cast(layout).size, depth)
+    m.submodules[name] = f if flush is None else ResetInserter(flush)(f)
     return f
 
 
@@ -113,8 +122,11 @@ class Accelerator(wiring.Component):
         self.fifo_depth = p.axons if fifo_depth is None else fifo_depth
         self.in_layout = data.StructLayout({
             "element": index_bits(config.host_elements), "payload": p.payload_bits, "end": 1,
+            "clear": 1,
         })  # fmt: skip
-        self.out_layout = data.StructLayout({"element": index_bits(config.outputs), "end": 1})
+        self.out_layout = data.StructLayout({
+            "element": index_bits(config.outputs), "end": 1, "cycles": COUNTER_BITS,
+        })  # fmt: skip
         super().__init__({
             "host_in": In(stream.Signature(self.in_layout)),
             "host_out": Out(stream.Signature(self.out_layout)),
@@ -128,17 +140,22 @@ class Accelerator(wiring.Component):
         m = Module()
         cfg, p = self.config, self.config.params
         C = len(cfg.cores)
-        cores = [NeuronCore(img) for img in cfg.cores]
+        cores = [NeuronCore(img, deep=True) for img in cfg.cores]
         for c, core in enumerate(cores):
             m.submodules[f"core{c}"] = core
-        router = m.submodules.router = Router(
+        router = Router(
             cfg.tables, neurons=p.neurons, axons=p.axons, payload_bits=p.payload_bits,
             host_table=cfg.host_table, host_elements=cfg.host_elements, outputs=cfg.outputs,
+            deep=True,
         )  # fmt: skip
+        # a clear word: every core wipes its state, the router and the FIFOs restart (the
+        # router's round-robin pointers included), as after reset
+        clr = Signal()
+        m.submodules.router = ResetInserter(clr)(router)
         ev_layout = router.event_layout
 
         # ------------------------------------------------------------------ controller state
-        WAIT, START, WORK = 0, 1, 2
+        WAIT, START, WORK, CLEAR = 0, 1, 2, 3
         state = Signal(2, init=WAIT)
         phase = Signal(range(cfg.max_level + 1))
         fill = Signal()  # the next-step bank being filled in this step
@@ -151,22 +168,22 @@ class Accelerator(wiring.Component):
         out_depth = 2 * (cfg.outputs + 1)
         ofifo = _fifo(m, "out_fifo", self.out_layout, out_depth)
         marker = Signal()  # the end-of-step marker, in the last check cycle
+        ob = index_bits(cfg.outputs)
         m.d.comb += [
             router.host_out.ready.eq(1),
             ofifo.w_en.eq(router.host_out.valid | marker),
-            ofifo.w_data.eq(Mux(marker, Cat(Const(0, index_bits(cfg.outputs)), Const(1, 1)),
-                                Cat(router.host_out.payload[: index_bits(cfg.outputs)],
-                                    Const(0, 1)))),  # fmt: skip
-            self.host_out.valid.eq(ofifo.r_rdy),
-            self.host_out.payload.eq(ofifo.r_data),
-            ofifo.r_en.eq(self.host_out.ready),
+            ofifo.w_data.eq(Mux(marker, Cat(Const(0, ob), Const(1, 1), cyc + 1),
+                                Cat(router.host_out.payload[:ob], Const(0, 1 + COUNTER_BITS)))),
+            self.host_out.valid.eq(ofifo.r.valid),
+            self.host_out.payload.eq(ofifo.r.payload),
+            ofifo.r.ready.eq(self.host_out.ready),
         ]  # fmt: skip
 
         # ------------------------------------------------------------------ host input
         hin = self.host_in
         h_layout = data.StructLayout({"element": len(hin.payload.element),
                                       "payload": p.payload_bits})  # fmt: skip
-        hfifo = _fifo(m, "host_fifo", h_layout, cfg.host_elements)
+        hfifo = _fifo(m, "host_fifo", h_layout, cfg.host_elements, clr)
         routed = [0] * cfg.host_elements
         for e in cfg.host_table.entries:
             if e.destinations:
@@ -174,6 +191,7 @@ class Accelerator(wiring.Component):
         routed_bits = Const(sum(b << i for i, b in enumerate(routed)), cfg.host_elements)
         take_in = hin.valid & hin.ready
         m.d.comb += [
+            clr.eq(take_in & hin.payload.end & hin.payload.clear),
             hin.ready.eq((state == WAIT) & (ofifo.level <= cfg.outputs + 1)),
             hfifo.w_data.eq(Cat(hin.payload.element, hin.payload.payload)),
             hfifo.w_en.eq(
@@ -183,20 +201,21 @@ class Accelerator(wiring.Component):
                 & routed_bits.bit_select(hin.payload.element, 1)
             ),  # fmt: skip
         ]
-        h_out = data.View(h_layout, hfifo.r_data)
+        h_out = data.View(h_layout, hfifo.r.payload)
         h_gate = work & phase0
         m.d.comb += [
-            router.host_in.valid.eq(hfifo.r_rdy & h_gate),
+            router.host_in.valid.eq(hfifo.r.valid & h_gate),
             router.host_in.payload.element.eq(h_out.element),
             router.host_in.payload.payload.eq(h_out.payload),
-            hfifo.r_en.eq(router.host_in.ready & h_gate),
+            hfifo.r.ready.eq(router.host_in.ready & h_gate),
         ]
 
         # ------------------------------------------------------------------ per core
-        busy_terms = [router.busy, hfifo.r_rdy & phase0]
+        busy_terms = [router.busy, hfifo.r.valid & phase0]
         takes = []
         for c, core in enumerate(cores):
             wiring.connect(m, core.spikes, router.spikes_in[c])
+            m.d.comb += core.clear.eq(clr)
             busy_terms += [core.busy, core.spikes.valid]
 
             # update commands: the ROM of every level in level order, a pointer, level ends
@@ -219,28 +238,28 @@ class Accelerator(wiring.Component):
                 m.d.sync += ptr.eq(0)
 
             # input FIFO with bypass; next-step banks
-            ififo = _fifo(m, f"in_fifo{c}", ev_layout, self.fifo_depth)
-            banks = [_fifo(m, f"next{c}_{b}", ev_layout, self.fifo_depth) for b in (0, 1)]
+            ififo = _fifo(m, f"in_fifo{c}", ev_layout, self.fifo_depth, clr)
+            banks = [_fifo(m, f"next{c}_{b}", ev_layout, self.fifo_depth, clr) for b in (0, 1)]
             ev, dl = router.events_out[c], router.delayed_out[c]
             m.d.comb += [ev.ready.eq(1), dl.ready.eq(1)]
             for b, bank in enumerate(banks):
                 m.d.comb += [bank.w_en.eq(dl.valid & (fill == b)), bank.w_data.eq(dl.payload)]
-            drain_rdy = Mux(fill, banks[0].r_rdy, banks[1].r_rdy)
-            drain_data = Mux(fill, banks[0].r_data, banks[1].r_data)
-            busy_terms += [ififo.r_rdy, drain_rdy & phase0]
+            drain_rdy = Mux(fill, banks[0].r.valid, banks[1].r.valid)
+            drain_data = Mux(fill, banks[0].r.payload, banks[1].r.payload)
+            busy_terms += [ififo.r.valid, drain_rdy & phase0]
             use_drain = phase0 & drain_rdy
-            direct = ~use_drain & ~ififo.r_rdy
-            offer = Mux(use_drain, drain_data, Mux(ififo.r_rdy, ififo.r_data, ev.payload))
+            direct = ~use_drain & ~ififo.r.valid
+            offer = Mux(use_drain, drain_data, Mux(ififo.r.valid, ififo.r.payload, ev.payload))
             take = core.events.valid & core.events.ready
             m.d.comb += [
-                core.events.valid.eq(work & (use_drain | ififo.r_rdy | ev.valid)),
+                core.events.valid.eq(work & (use_drain | ififo.r.valid | ev.valid)),
                 core.events.payload.eq(offer),
                 ififo.w_data.eq(ev.payload),
                 ififo.w_en.eq(ev.valid & ~(direct & take)),
-                ififo.r_en.eq(take & ~use_drain),
+                ififo.r.ready.eq(take & ~use_drain),
             ]
             for b, bank in enumerate(banks):
-                m.d.comb += bank.r_en.eq(take & use_drain & (fill != b))
+                m.d.comb += bank.r.ready.eq(take & use_drain & (fill != b))
             takes.append(take)
 
         idle = ~Cat(*busy_terms).any()
@@ -258,8 +277,13 @@ class Accelerator(wiring.Component):
         m.d.sync += cyc.eq(cyc + 1)
         with m.Switch(state):
             with m.Case(WAIT):
-                with m.If(take_in & hin.payload.end):
+                with m.If(clr):
+                    m.d.sync += [state.eq(CLEAR), fill.eq(0)]
+                with m.Elif(take_in & hin.payload.end):
                     m.d.sync += [state.eq(START), phase.eq(0), fill.eq(~fill), cyc.eq(0)]
+            with m.Case(CLEAR):  # the cores wipe their state (N cycles)
+                with m.If(~Cat(*(core.busy for core in cores)).any()):
+                    m.d.sync += state.eq(WAIT)
             with m.Case(START):
                 m.d.sync += state.eq(WORK)
             with m.Case(WORK):

@@ -24,34 +24,37 @@ Cycle accounting (a step's cycles are numbered from its first cycle, 0):
   empty phase: 2); the step's cycles are the sum over its phases; the end-of-step marker goes
   out in the last check cycle.
 - **Updates** (§5). A core issues the update commands of the phase's level one after another:
-  the first in cycle ``s+1``, each next one ``n_groups*P + 3`` cycles after the previous. For a
+  the first in cycle ``s+1``, each next one ``n_groups*P + 5`` cycles after the previous. For a
   command in cycle ``c``, neuron ``k`` of it (0-based) writes its spike into the core's output
-  FIFO in cycle ``c+3+k``; the core is busy ``c .. c+n_groups*P+2`` and ready for events from
-  ``c + n_groups*P + 3`` (from ``s+1`` if it has no update in the phase).
+  FIFO in cycle ``c+5+k``; the core is busy ``c .. c+n_groups*P+4`` and ready for events from
+  ``c + n_groups*P + 5`` (from ``s+1`` if it has no update in the phase).
 - **Events** (§4). A core takes an event in cycle ``t >= max(arrival, ready)``, in FIFO order
   (phase 0: first its next-step FIFO, whose events are all takeable from ``s+1``, then its input
-  FIFO); the axon table answers in ``t+1``, word ``k`` is read in ``t+1+k`` and written in
-  ``t+2+k``: the core is busy ``t .. t+row_len+1`` and takes its next event at
-  ``t + row_len`` at the earliest. So back-to-back events cost ``row_len`` each, and a burst
-  costs the sum of its ``row_len`` plus 2 cycles (table read, last write-back).
+  FIFO); the axon table answers in ``t+1``, weight word ``k`` is read in ``t+1+k``, accumulator
+  word ``k`` in ``t+2+k`` and written in ``t+3+k``: the core is busy ``t .. t+row_len+2`` and
+  takes its next event at ``t + row_len`` at the earliest. So back-to-back events cost
+  ``row_len`` each, and a burst costs the sum of its ``row_len`` plus 3 cycles (table read,
+  weight register, last write-back).
 - **Router** (§6). Sources: the output FIFO of each core (a spike written in cycle ``w`` can
   be read from ``w+1``) and, in phase 0, the host's input stream (the step's non-zero input
-  elements in element order, all readable from ``s+1``). Each source has one *head* register:
-  in cycle ``r`` the router reads the source's next spike into the head if the head is empty
-  (or was emptied by this cycle's arbitration); from ``r+1`` on the head's events take part in
-  arbitration. Its events are its routing-table lookups: immediate targets, then delayed ones,
-  ``stride`` consecutive axons each, plus the host for the output population; a head with no
-  event is dropped in ``r+1``. In every cycle each destination port (every core, and the host's
-  output stream) accepts at most one event: the first source, counting round-robin from the
+  elements in element order, all readable from ``s+1``). Each source has a *lookup stage* and a
+  *head*: in cycle ``r`` the router reads the source's next spike into the stage if the stage is
+  empty (or passes its spike on in ``r``); the stage passes its spike to the head in the first
+  cycle ``h >= r+1`` in which the head is empty (or is emptied by that cycle's arbitration);
+  from ``h+1`` on the head's events take part in arbitration. Its events are its
+  routing-table lookups: immediate targets, then delayed ones, ``stride`` consecutive axons
+  each, plus the host for the output population; a head with no event is dropped in ``h+1``.
+  In every cycle each destination port (every core, and the host's output stream) accepts at
+  most one event: the first source, counting round-robin from the
   one after the source it last served (the pointer persists across phases and steps of one
   run; sources are cores 0..C-1 then the host), whose head has an event for that port. An event
-  granted in cycle ``a`` is in the destination FIFO in ``a+1`` (takeable then): 2 cycles from
+  granted in cycle ``a`` is in the destination FIFO in ``a+1`` (takeable then): 3 cycles from
   FIFO read to destination FIFO. Immediate events go to the input FIFO, delayed ones to the
   next-step FIFO (drained in the next step's phase 0), spikes for the host to its output
   stream. FIFOs never fill (no backpressure in this model).
-- **Idle.** The busy cycles of a phase are: every update's ``c .. c+nP+2``; every event's
-  ``t .. t+row_len+1``; a router head from its read to the cycle it empties (an empty head:
-  its read cycle + 1); every granted event until ``a+1``; output-FIFO entries until read.
+- **Idle.** The busy cycles of a phase are: every update's ``c .. c+nP+4``; every event's
+  ``t .. t+row_len+2``; a lookup stage from ``r+1`` to ``h``; a head from ``h+1`` to the cycle
+  it empties; every granted event until ``a+1``; output-FIFO entries until read.
 
 :func:`memory_port_bound` is §7: per core and step, the sum of ``row_len`` over the events the
 core takes plus ``n_groups*P`` over its update commands; the bound is the maximum over cores.
@@ -72,6 +75,12 @@ from snnc.errors import SimulationError
 from snnc.ir import nodes as N
 from snnc.rtl.params import Kind, Profile, Reset, Timing
 from snnc.sim.integer import _Neuron
+
+#: a burst of events costs the sum of its ``row_len`` plus this (table read, two register
+#: stages, write-back)
+EVENT_EXTRA = 3
+#: an update of n neurons takes ``n + UPDATE_EXTRA`` cycles (read, 3 compute stages, write)
+UPDATE_EXTRA = 5
 
 _NODES = {Kind.LIF: N.LIF, Kind.IF: N.IF, Kind.CUBALIF: N.CubaLIF, Kind.LI: N.LI,
           Kind.CUBALI: N.CubaLI}  # fmt: skip
@@ -337,9 +346,10 @@ def _route(sources: list[list[tuple[int, tuple]]], n_ports: int, rr: list[int]):
     nxt = [0] * n_src
     remaining = sum(len(s) for s in sources)
     heads: dict[int, tuple[int, dict[int, deque]]] = {}
+    stages: dict[int, tuple[int, tuple]] = {}  # the lookup stage: (read cycle, expansion)
     last, c = -1, 0
-    while heads or remaining:
-        if not heads:
+    while heads or stages or remaining:
+        if not heads and not stages:
             c = max(c, min(s[nxt[i]][0] for i, s in enumerate(sources) if nxt[i] < len(s)))
         else:
             wants: dict[int, list[int]] = {}
@@ -363,9 +373,13 @@ def _route(sources: list[list[tuple[int, tuple]]], n_ports: int, rr: list[int]):
             for i in [i for i, (load, q) in heads.items() if load < c and not q]:
                 del heads[i]
                 last = max(last, c)
+            # the lookup stage passes its spike on into an empty (or emptied) head
+            for i in [i for i, (r, _) in stages.items() if r < c and i not in heads]:
+                heads[i] = (c, {p: deque(ev) for p, ev in stages.pop(i)[1]})
+                last = max(last, c + 1)
         for i, s in enumerate(sources):
-            if i not in heads and nxt[i] < len(s) and s[nxt[i]][0] <= c:
-                heads[i] = (c, {p: deque(ev) for p, ev in s[nxt[i]][1]})
+            if i not in stages and nxt[i] < len(s) and s[nxt[i]][0] <= c:
+                stages[i] = (c, s[nxt[i]][1])
                 nxt[i] += 1
                 remaining -= 1
                 last = max(last, c + 1)
@@ -401,9 +415,9 @@ def _consume(queue: list[tuple[int, int]], ready: int, pre: int, acc: _Phase, c:
     t, end, takes = ready, -1, []
     for a, rl in queue:
         t = max(t, a)
-        acc.busy[c].append((t, t + rl + 1))
+        acc.busy[c].append((t, t + rl + EVENT_EXTRA - 1))
         takes.append(t)
-        end = t + rl + 1
+        end = t + rl + EVENT_EXTRA - 1
         t += rl
         acc.port[c] += rl
     acc.events[c] += len(queue)
@@ -431,11 +445,11 @@ class _Timing:
             lo, length = g * tb.P, n * tb.P
             fired = np.flatnonzero(rec.spikes[(level, c)][b, lo : lo + length]).tolist()
             exp = tb.exp[c]
-            sources[c].extend((t_cmd + 4 + k, exp.get(lo + k, ())) for k in fired)
-            acc.busy[c].append((t_cmd, t_cmd + length + 2))
+            sources[c].extend((t_cmd + UPDATE_EXTRA + 1 + k, exp.get(lo + k, ())) for k in fired)
+            acc.busy[c].append((t_cmd, t_cmd + length + UPDATE_EXTRA - 1))
             acc.port[c] += length
-            end = t_cmd + length + 2
-            t_cmd += length + 3
+            end = t_cmd + length + UPDATE_EXTRA - 1
+            t_cmd += length + UPDATE_EXTRA
         return t_cmd, end
 
     def step(self, rec: _StepRecord, b: int):

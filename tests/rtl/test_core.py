@@ -31,8 +31,8 @@ from snnc.rtl.params import (
 from snnc.sim.integer import _Neuron
 
 CUBA = (Kind.CUBALIF, Kind.CUBALI)
-#: both timings of NeuronCore: ARCHITECTURE.md's, and the deeper pipeline (``deep=True``)
-DEEP = pytest.mark.parametrize("deep", [False, True], ids=["contract", "deep"])
+#: both pipelines of NeuronCore: the short one and ARCHITECTURE.md's (``deep=True``)
+DEEP = pytest.mark.parametrize("deep", [False, True], ids=["short", "deep"])
 
 # ----------------------------------------------------------------------------- the contract
 

@@ -371,7 +371,7 @@ def test_latency_without_backpressure_matches_rtl_and_cycle_model(deep, data):
     lat = [v - takes[s][i] for (s, i), v in first.items()]
     assert all(x >= 2 + deep for x in lat) and (not lat or min(lat) == 2 + deep)
     assert not busy[-1]
-    if not deep:
+    if deep:  # the cycle model has the accelerator's (deep) router
         assert_cycle_model_agrees(setup, spikes, got, busy)
 
 

@@ -48,42 +48,61 @@ def compiled(model, target: str, passes: str | None = None):
     return r.graph, build_images(r.graph, m, target)
 
 
-def run_rtl(image, steps_in: list[list[tuple[int, int]]], *, gap: int = 0):
-    """Drive one run (from reset). Returns (output elements per step, cycles per step,
-    events counter at the end). ``gap``: idle cycles of the host between words."""
+FIELDS = ("element", "payload", "end", "clear")
+
+
+def _words(runs) -> list[tuple[int, int, int, int]]:
+    """(element, payload, end, clear) host words of ``runs``, a clear word between runs."""
+    words = []
+    for k, steps_in in enumerate(runs):
+        words += [(0, 0, 1, 1)] if k else []
+        for step in steps_in:
+            words += [(e, p, 0, 0) for e, p in step] + [(0, 0, 1, 0)]
+    return words
+
+
+def run_rtl(image, runs: list[list[list[tuple[int, int]]]], *, gap: int = 0):
+    """Drive ``runs`` (per run, per step: its ``(element, payload)`` words) through one
+    accelerator, with a clear word between runs. Returns per run (output elements per step,
+    cycles per step, events counted in the run). ``gap``: idle cycles of the host between
+    words."""
     dut = Accelerator(accelerator_config(image))
-    T = len(steps_in)
+    T = sum(len(r) for r in runs)
     outs: list[list[int]] = []
     cycles: list[int] = []
-    final = {}
+    events: list[int] = []
 
     async def sender(ctx):
-        for words in steps_in:
-            for w in [(e, p, 0) for e, p in words] + [(0, 0, 1)]:
-                ctx.set(dut.host_in.payload, {"element": w[0], "payload": w[1], "end": w[2]})
-                ctx.set(dut.host_in.valid, 1)
-                await ctx.tick().until(dut.host_in.ready)
-                ctx.set(dut.host_in.valid, 0)
-                if gap:
-                    await ctx.tick().repeat(gap)
+        for w in _words(runs):
+            ctx.set(dut.host_in.payload, dict(zip(FIELDS, w, strict=True)))
+            ctx.set(dut.host_in.valid, 1)
+            await ctx.tick().until(dut.host_in.ready)
+            ctx.set(dut.host_in.valid, 0)
+            if gap:
+                await ctx.tick().repeat(gap)
 
     async def receiver(ctx):
         ctx.set(dut.host_out.ready, 1)
         cur: list[int] = []
-        for _ in range(20000):
+        ends = {sum(len(r) for r in runs[: k + 1]) for k in range(len(runs))}
+        base = 0
+        for _ in range(40000):
             if ctx.get(dut.host_out.valid):
                 w = ctx.get(dut.host_out.payload)
                 if w.end:
                     outs.append(cur)
                     cur = []
                     cycles.append(ctx.get(dut.cycles_last_step))
+                    assert w.cycles == cycles[-1]
                     assert ctx.get(dut.steps) == len(outs)
+                    if len(outs) in ends:
+                        events.append(ctx.get(dut.events) - base)
+                        base = ctx.get(dut.events)
                 else:
                     cur.append(int(w.element))
             if len(outs) == T:
                 break
             await ctx.tick()
-        final["events"] = ctx.get(dut.events)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -91,17 +110,21 @@ def run_rtl(image, steps_in: list[list[tuple[int, int]]], *, gap: int = 0):
     sim.add_testbench(receiver)
     sim.run()
     assert len(outs) == T, f"only {len(outs)} of {T} steps finished"
-    return outs, cycles, final["events"]
+    res, k = [], 0
+    for r, ev in zip(runs, events, strict=True):
+        res.append((outs[k : k + len(r)], cycles[k : k + len(r)], ev))
+        k += len(r)
+    return res
 
 
 def check(model, x, target: str, passes: str | None = None, **kw):
+    """Every batch element is a run of the same accelerator (cleared between runs)."""
     g, img = compiled(model, target, passes)
     want = int_sim(g, x)
     ref = cycle_sim(img, x, graph=g)
     np.testing.assert_array_equal(ref.output, want)
-    words = host_words(img, x, graph=g)
-    for b in range(x.shape[1]):
-        outs, cycles, events = run_rtl(img, words[b], **kw)
+    runs = run_rtl(img, host_words(img, x, graph=g), **kw)
+    for b, (outs, cycles, events) in enumerate(runs):
         np.testing.assert_array_equal(output_array(img, outs), want[:, b])
         assert cycles == ref.cycles[:, b].tolist(), (cycles, ref.cycles[:, b].tolist())
         assert events == int(ref.events[:, b].sum())
@@ -143,7 +166,7 @@ def test_other_splits(tmp_path: Path, lanes: int, neurons: int, cores: int, mult
     """Hidden layer over two cores (multicast host and recurrent routes, two sources contending
     for the output core), one lane, four lanes."""
     w1, w2, rec = _w(3)
-    img, _ = check(mlp(w1, w2, threshold=0.4, recurrent=rec), spikes(6, 1, 6, 4, rate=0.6),
+    img, _ = check(mlp(w1, w2, threshold=0.4, recurrent=rec), spikes(6, 2, 6, 4, rate=0.6),
                    small_target(tmp_path, lanes=lanes, neurons=neurons, cores=cores,
                                 multicast=multicast))  # fmt: skip
     if cores == 4:
@@ -167,4 +190,4 @@ def test_graded_input_and_cuba(tmp_path: Path) -> None:
                      passes=f"canonicalize,quantize{{input=graded,input-bits=8,input-max=1.0}},"
                      f"{tail}")  # fmt: skip
     assert img.params.payload_bits == 8 and ref.output.sum() > 0
-    check(mlp(w1, w2, threshold=0.5, cls=N.CubaLIF, recurrent=rec), spikes(6, 1, 6, 6, 0.6), tg)
+    check(mlp(w1, w2, threshold=0.5, cls=N.CubaLIF, recurrent=rec), spikes(6, 2, 6, 6, 0.6), tg)

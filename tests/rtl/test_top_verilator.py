@@ -1,10 +1,13 @@
 """The accelerator converted to Verilog, built with Verilator and driven by cocotb 2.
 
-The same check as tests/rtl/test_top.py (outputs = ``snnc.sim.integer``, cycles of every step =
-``snnc.sim.cycle``) on the Verilog that ``amaranth.back.verilog.convert`` emits. The pytest
-function writes the Verilog and a JSON spec (host words packed as ``host_in__payload`` bits,
-field offsets), runs cocotb's Verilator runner on :func:`drive` (a cocotb test in this module)
-and compares the JSON that :func:`drive` writes back.
+The check of tests/rtl/test_top.py (outputs = ``snnc.sim.integer``, cycles of every step =
+``snnc.sim.cycle``, events taken) on the Verilog that ``amaranth.back.verilog.convert`` emits,
+for an MLP trained on the digits data set (on the ``fpga`` preset itself), a convolutional net
+and a recurrent net with a delayed self-connection. The pytest function writes the Verilog and a
+JSON spec (host words packed as ``host_in__payload`` bits; a clear word between the runs of
+the batch elements), runs cocotb's Verilator runner on :func:`drive` (a cocotb
+test in this module) and compares the JSON that :func:`drive` writes back. Each network costs one
+Verilator build (10-40 s).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ try:  # the cocotb test (collected by cocotb inside the simulator, not by pytest
         await ClockCycles(dut.clk, 3)
         await FallingEdge(dut.clk)
         dut.rst.value = 0
-        words = [w for step in spec["steps"] for w in step]
-        end_bit, el_mask = spec["out_end"], (1 << spec["out_end"]) - 1
-        outs, cur, cycles, i, taken = [], [], [], 0, False
+        steps = spec["steps"]
+        words = [w for step in steps for w in step]
+        end_bit = spec["out_end"]
+        el_mask = (1 << end_bit) - 1
+        outs, cur, cycles, marks, i, taken = [], [], [], [], 0, False
         for _ in range(spec["max_cycles"]):
             await FallingEdge(dut.clk)  # inputs change here; a transfer is at the next rise
             i += taken  # the word offered in the previous cycle was taken at the last rise
@@ -46,25 +51,48 @@ try:  # the cocotb test (collected by cocotb inside the simulator, not by pytest
                     outs.append(cur)
                     cur = []
                     cycles.append(int(dut.cycles_last_step.value))
+                    marks.append(w >> (end_bit + 1))
                 else:
                     cur.append(w & el_mask)
-            if len(outs) == len(spec["steps"]):
+            if len(outs) == len(steps):
                 break
             dut.host_in__valid.value = int(i < len(words))
             if i < len(words):
                 dut.host_in__payload.value = words[i]
             # ready depends on registers only: its value now holds until the rise
             taken = i < len(words) and bool(int(dut.host_in__ready.value))
-        result = {"outs": outs, "cycles": cycles, "events": int(dut.events.value),
+        result = {"outs": outs, "cycles": cycles, "marks": marks, "events": int(dut.events.value),
                   "steps": int(dut.steps.value)}  # fmt: skip
         Path(spec["result"]).write_text(json.dumps(result))
 except ImportError:  # pragma: no cover
     pass
 
 
-@pytest.mark.slow
-def test_top_in_verilator(tmp_path: Path, monkeypatch) -> None:
-    """15-30 s, the Verilator build included (run with -m slow)."""
+def _digits(tmp_path: Path):
+    """The shipped digits MLP (trained with snnTorch) on the ``fpga`` preset, 3 images."""
+    x = np.load(ROOT / "examples" / "digits" / "sample_input.npy")[:, :3]
+    return ROOT / "examples" / "digits" / "model.pt", "fpga", x
+
+
+def _conv(tmp_path: Path):
+    from ..passes.test_partition import conv_net
+    from .test_top import small_target
+
+    x = (np.random.default_rng(7).random((6, 2, 2, 6, 6)) < 0.5).astype(np.float32)
+    return conv_net(3), small_target(tmp_path, neurons=24, cores=4, axons=80, words=1024), x
+
+
+def _recurrent(tmp_path: Path):
+    from ..passes.test_quantize import MODES, mlp, spikes
+    from .test_top import _w, small_target
+
+    w1, w2, rec = _w(1)
+    return (mlp(w1, w2, threshold=0.5, recurrent=rec, mode=MODES[0]),
+            small_target(tmp_path, neurons=4, cores=4), spikes(8, 2, 6, 2, rate=0.5))  # fmt: skip
+
+
+@pytest.mark.parametrize("net", [_digits, _conv, _recurrent], ids=["mlp", "conv", "recurrent"])
+def test_top_in_verilator(tmp_path: Path, monkeypatch, net) -> None:
     pytest.importorskip("cocotb_tools")
     from amaranth.back import verilog
     from cocotb_tools.runner import get_results, get_runner
@@ -76,35 +104,36 @@ def test_top_in_verilator(tmp_path: Path, monkeypatch) -> None:
     from snnc.sim.cycle import simulate as cycle_sim
     from snnc.sim.integer import simulate as int_sim
 
-    from ..passes.test_quantize import MODES, mlp, spikes
-    from .test_top import _w, compiled, small_target
+    from .test_top import compiled
 
     try:
         env = environment()
         require("verilator", env)
     except BackendError as e:
         pytest.skip(str(e))
-    for k in ("VERILATOR_ROOT", "PATH"):
+    for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS"):
         monkeypatch.setenv(k, env[k])
-    # the wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ is handed the
-    # precompiled header as an input file; a command-line definition (MAKEFLAGS) restores it
-    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
-    w1, w2, rec = _w(1)
-    g, img = compiled(mlp(w1, w2, threshold=0.5, recurrent=rec, mode=MODES[0]),
-                      small_target(tmp_path, neurons=4, cores=4))  # fmt: skip
-    x = spikes(8, 1, 6, 2, rate=0.5)
+    model, target, x = net(tmp_path)
+    g, img = compiled(model, target)
     want, ref = int_sim(g, x), cycle_sim(img, x, graph=g)
-    assert want.sum() > 0 and len(img.cores) >= 3
+    np.testing.assert_array_equal(ref.output, want)
+    assert want.sum() > 0
     dut = Accelerator(accelerator_config(img))
     lay = dut.in_layout
-    pack = [[lay.const({"element": e, "payload": p, "end": 0}).as_value().value
-             for e, p in step] + [lay.const({"end": 1}).as_value().value]
-            for step in host_words(img, x, graph=g)[0]]  # fmt: skip
+    word = lay.const  # one host word as an integer
+    runs = host_words(img, x, graph=g)
+    steps = [[word({"element": e, "payload": p}).as_value().value for e, p in step]
+             + [word({"end": 1}).as_value().value] for run in runs for step in run]  # fmt: skip
+    T = x.shape[0]
+    for b in range(1, len(runs)):  # a clear word before the first step of every next run
+        steps[b * T].insert(0, word({"end": 1, "clear": 1}).as_value().value)
     src = tmp_path / "accelerator.v"
     src.write_text(verilog.convert(dut, name="accelerator"))
     result = tmp_path / "result.json"
-    spec = {"steps": pack, "out_end": dut.out_layout["end"].offset, "result": str(result),
-            "max_cycles": 200 * len(pack) + 1000}  # fmt: skip
+    # a word takes a cycle; twice the cycle model's count leaves room to fail
+    limit = 2 * int(ref.cycles.sum()) + 2 * sum(map(len, steps)) + 1000
+    spec = {"steps": steps, "out_end": dut.out_layout["end"].offset, "result": str(result),
+            "max_cycles": limit}  # fmt: skip
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     runner = get_runner("verilator")
     runner.build(sources=[src], hdl_toplevel="accelerator", build_dir=tmp_path / "build",
@@ -119,6 +148,9 @@ def test_top_in_verilator(tmp_path: Path, monkeypatch) -> None:
     )
     assert get_results(xml) == (1, 0)
     got = json.loads(result.read_text())
-    np.testing.assert_array_equal(output_array(img, got["outs"]), want[:, 0])
-    assert got["cycles"] == ref.cycles[:, 0].tolist()
-    assert got["events"] == int(ref.events[:, 0].sum()) and got["steps"] == len(pack)
+    assert got["steps"] == len(steps) and got["marks"] == got["cycles"]
+    for b in range(len(runs)):
+        outs = got["outs"][b * T : (b + 1) * T]
+        np.testing.assert_array_equal(output_array(img, outs), want[:, b])
+        assert got["cycles"][b * T : (b + 1) * T] == ref.cycles[:, b].tolist()
+    assert got["events"] == int(ref.events.sum())

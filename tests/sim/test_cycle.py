@@ -149,23 +149,24 @@ def test_cycles_of_a_known_event_sequence() -> None:
     _, rec = int_sim(g, x, record=True)
     assert rec["l1"][0].sum() == 3 and rec["l2"][0].sum() == 2 and rec["l1"][1].sum() == 0
     # P = 8: l1 is group 0, l2 group 1; every row is one word.
-    # Step 0, phase 0 (start s=0): host elements readable at 1; the router reads e0 at 1,
-    #   grants it at 2 (in the core's FIFO at 3), reads e1 at 2, grants at 3 (FIFO at 4).
-    #   The core takes e0 at 3 (busy 3..5) and e1 at 4 (busy 4..6): last busy 6, check 7 -> 8.
-    # Phase 1 (s=8): update(0, 1) at 9, busy 9..19 (8 + 3 cycles); neurons 0..2 write at
-    #   12..14, are read at 13..15, granted at 14..16, in the FIFO at 15..17. The core is ready
-    #   at 20 and takes them at 20, 21, 22 (busy to 24): check 25 -> 18 cycles.
-    # Phase 2 (s=26): update(1, 1) at 27, busy 27..37; neurons 8, 9 write at 30, 31, reach the
-    #   host at 33, 34: last busy 37, check 38 -> 13 cycles. Step: 8 + 18 + 13 = 39.
-    # Step 1: phase 0 has nothing (2 cycles); phases 1 and 2 are one update each (13 cycles).
-    np.testing.assert_array_equal(res.phase_cycles[:, 0], [[8, 18, 13], [2, 13, 13]])
-    np.testing.assert_array_equal(res.cycles[:, 0], [39, 28])
+    # Step 0, phase 0 (start s=0): host elements readable at 1. The router reads e0 into the
+    #   lookup stage at 1, moves it to the head at 2, grants it at 3 (in the core's FIFO at 4);
+    #   e1: stage 2, head 3 (the head empties at 3), granted 4, FIFO 5. The core takes e0 at 4
+    #   (busy 4..7) and e1 at 5 (busy 5..8): last busy 8, check 9 -> 10 cycles.
+    # Phase 1 (s=10): update(0, 1) at 11, busy 11..23 (8 + 5 cycles); neurons 0..2 write at
+    #   16..18, are read at 17..19, granted at 19..21, in the FIFO at 20..22. The core is ready
+    #   at 24 and takes them at 24, 25, 26 (busy to 29): check 30 -> 21 cycles.
+    # Phase 2 (s=31): update(1, 1) at 32, busy 32..44; neurons 8, 9 write at 37, 38, reach the
+    #   host at 41, 42: last busy 44, check 45 -> 15 cycles. Step: 10 + 21 + 15 = 46.
+    # Step 1: phase 0 has nothing (2 cycles); phases 1 and 2 are one update each (15 cycles).
+    np.testing.assert_array_equal(res.phase_cycles[:, 0], [[10, 21, 15], [2, 15, 15]])
+    np.testing.assert_array_equal(res.cycles[:, 0], [46, 32])
     # memory port: 2 + 3 events of one word, 8 + 8 neurons updated; then 16
     np.testing.assert_array_equal(res.bound[:, 0], [21, 16])
     np.testing.assert_array_equal(res.events[:, 0, 0], [5, 0])
-    # busy: 3..6, 9..19, 20..24, 27..37 -> 4 + 11 + 5 + 11; step 1: 11 + 11
-    np.testing.assert_array_equal(res.busy[:, 0, 0], [31, 22])
-    # the three l1 spikes wait in the input FIFO (15..17) until the update ends (20)
+    # busy: 4..8, 11..23, 24..29, 32..44 -> 5 + 13 + 6 + 13; step 1: 13 + 13
+    np.testing.assert_array_equal(res.busy[:, 0, 0], [37, 26])
+    # the three l1 spikes wait in the input FIFO (20..22) until the update ends (24)
     np.testing.assert_array_equal(res.fifo_peak[:, 0, 0], [3, 0])
 
 
@@ -176,14 +177,15 @@ def test_router_round_robin_and_one_event_per_port_per_cycle() -> None:
     s1 = [(5, ((0, ((7, False),)),))]
     rr = [0, 0, 0]
     arrivals, last = _route([s0, s1, []], 3, rr)
-    # cycle 6: port 0 grants source 0 (pointer 0), port 1 grants source 0; cycle 7: port 0
-    # grants source 1 (pointer moved past 0); cycle 8: source 0's second event for port 0
-    assert arrivals[0] == [(7, 3, False), (8, 7, False), (9, 2, False)]
-    assert arrivals[1] == [(7, 4, True)] and arrivals[2] == []
-    assert last == 9 and rr[0] == 1 and rr[1] == 1
-    # a spike with no route is read and dropped the next cycle
+    # both go through the lookup stage (5) into the head (6). Cycle 7: port 0 grants source 0
+    # (pointer 0), port 1 grants source 0; cycle 8: port 0 grants source 1 (pointer moved past
+    # 0); cycle 9: source 0's second event for port 0
+    assert arrivals[0] == [(8, 3, False), (9, 7, False), (10, 2, False)]
+    assert arrivals[1] == [(8, 4, True)] and arrivals[2] == []
+    assert last == 10 and rr[0] == 1 and rr[1] == 1
+    # a spike with no route: stage 3, head 4, dropped in 5
     arrivals, last = _route([[(3, ())]], 1, [0])
-    assert arrivals == [[]] and last == 4
+    assert arrivals == [[]] and last == 5
 
 
 def test_mnist_cycle_figures_are_printed_for_a_few_images() -> None:
