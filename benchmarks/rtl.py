@@ -50,7 +50,7 @@ def cycle_figures(images: int) -> None:
     print("(published Spiker+ on MNIST 784-128-10: 7,612 logic cells, 780 us per image)\n")
 
 
-def core_design():
+def core_design(mixed: bool):
     from amaranth.lib import wiring
 
     from snnc.rtl.core import NeuronCore
@@ -71,10 +71,11 @@ def core_design():
     params = CoreParams(n, lanes, 8, 24, axons, words, 12, 1, 4, 3)
     weights = tuple(tuple(rng.randint(-128, 127) for _ in range(lanes)) for _ in range(words))
     table = tuple(AxonEntry((a * 32) % (words - 32), 32, 0, 0) for a in range(axons))
-    prof = (Profile(Kind.LIF, 3686, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP),
-            Profile(Kind.CUBALIF, 3686, 2048, False, Reset.TO_VALUE, Timing.IMMEDIATE))  # fmt: skip
-    neurons = tuple(NeuronInit(rng.randint(100, 1000), rng.randint(-10, 10), 0, 0, k % 2)
-                    for k in range(n))  # fmt: skip
+    prof = (Profile(Kind.LIF, 3686, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP),)
+    if mixed:
+        prof += (Profile(Kind.CUBALIF, 3686, 2048, False, Reset.TO_VALUE, Timing.IMMEDIATE),)
+    neurons = tuple(NeuronInit(rng.randint(100, 1000), rng.randint(-10, 10), 0, 0,
+                               k % len(prof)) for k in range(n))  # fmt: skip
     core = NeuronCore(CoreImage(params, table, weights, neurons, prof))
     ins, outs = [], []
     for _, flow, value in core.signature.flatten(core):
@@ -85,12 +86,16 @@ def core_design():
 def synth_figures() -> None:
     from snnc.rtl.synth import synthesize
 
-    print("One neuron core (256 neurons, 8 lanes, 8-bit weights, 24-bit state):")
-    for device in ("ice40-up5k", "ecp5-25k"):
-        d = core_design()
-        t0 = time.perf_counter()
-        r = synthesize(d, [d.pin_in, d.pin_out], device)
-        print(f"  {r.line()}  [{time.perf_counter() - t0:.0f} s]")
+    print("One neuron core (256 neurons, 8 lanes, 8-bit weights, 24-bit state, the pipeline of"
+          " ARCHITECTURE.md):")  # fmt: skip
+    for mixed, what in ((False, "LIF profiles (as MNIST compiles)"),
+                        (True, "LIF + CubaLIF profiles (two multipliers more)")):  # fmt: skip
+        print(f" {what}:")
+        for device in ("ice40-up5k", "ecp5-25k"):
+            d = core_design(mixed)
+            t0 = time.perf_counter()
+            r = synthesize(d, [d.pin_in, d.pin_out], device)
+            print(f"  {r.line()}  [{time.perf_counter() - t0:.0f} s]")
 
 
 def main() -> int:

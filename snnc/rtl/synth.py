@@ -93,6 +93,20 @@ def _run(cmd: list[str], cwd: Path, env: dict, log: Path, check: bool = True) ->
     return r.returncode
 
 
+def _script(family: str) -> str:
+    """The Yosys script. iCE40: ``synth_ice40 -dsp`` (the UP5K's SB_MAC16 multipliers). ECP5:
+    ``synth_ecp5`` with its LUT mapping done by ``abc -lut 4:7`` instead of ``abc9``, which
+    crashes inside YoWASP's Yosys 0.70 on the neuron core (no message, exit status 1)."""
+    if family == "ice40":
+        return "read_verilog top.v\nsynth_ice40 -top top -dsp -json top.json\n"
+    return ("read_verilog top.v\n"
+            "synth_lattice -family ecp5 -top top -run begin:map_luts\n"
+            "techmap -map +/lattice/latches_map.v\n"
+            "abc -lut 4:7 -dress\nclean\n"
+            "synth_lattice -family ecp5 -top top -run map_cells:\n"
+            "write_json top.json\n")  # fmt: skip
+
+
 def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | None = None,
                workdir: Path | None = None) -> SynthResult:  # fmt: skip
     """Synthesise and place-and-route ``design`` (top-level ``ports``) for ``device``."""
@@ -111,9 +125,8 @@ def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | No
     (work / "top.v").write_text(verilog.convert(design, ports=ports, name="top"))
     log = work / "toolchain.log"
     # YoWASP sees only relative paths below its working directory
-    extra = " -dsp" if family == "ice40" else ""  # use the UP5K's SB_MAC16 multipliers
-    _run([env["YOSYS"], "-q", "-p", f"synth_{family} -top top{extra} -json top.json", "top.v"],
-         work, env, log)  # fmt: skip
+    (work / "synth.ys").write_text(_script(family))
+    _run([env["YOSYS"], "-q", "-s", "synth.ys"], work, env, log)
     nextpnr = env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"]
     _run([nextpnr, *args, "--json", "top.json", "--freq", str(freq), "--report", "report.json",
           "--seed", "1"], work, env, log, check=False)  # fmt: skip
