@@ -6,7 +6,8 @@ for cycle in ``tests/rtl/test_top.py``; the workload is the MNIST 784-128-10 net
 ``examples/mnist`` on the 1000-image test split (first ``--images``), T = 25.
 
 The synthesised core has 256 neurons, 8 lanes, 8-bit weights, 24-bit state, 1024 input axons
-and 1024 words of weights (64 Kbit, block RAM), wrapped so that its ports come from one pin.
+and the weight memory of the device's preset (UP5K: 16K words in the 4 SPRAM blocks, loaded by
+the host; ECP5-25K: 6,656 words of block RAM), wrapped so that every port comes from one pin.
 
 Run: python benchmarks/rtl.py [--images N] [--no-synth]
 """
@@ -50,9 +51,7 @@ def cycle_figures(images: int) -> None:
     print("(published Spiker+ on MNIST 784-128-10: 7,612 logic cells, 780 us per image)\n")
 
 
-def core_design(mixed: bool):
-    from amaranth.lib import wiring
-
+def core_design(mixed: bool, device: str):
     from snnc.rtl.core import NeuronCore
     from snnc.rtl.params import (
         AxonEntry,
@@ -65,10 +64,15 @@ def core_design(mixed: bool):
         Timing,
     )
     from snnc.rtl.synth import PinWrapper
+    from snnc.targets import load_target
 
     rng = random.Random(0)
-    n, lanes, words, axons = 256, 8, 1024, 1024
-    params = CoreParams(n, lanes, 8, 24, axons, words, 12, 1, 4, 3)
+    # the weight memory of the device's preset: 4 SPRAM on the UP5K, block RAM on the ECP5
+    t = load_target(device)
+    n, lanes, axons = 256, 8, 1024
+    words = t.core.synapse_memory_bits // t.synapse_cost.word_bits
+    params = CoreParams(n, lanes, 8, 24, axons, words, 12, 1, 4, 3,
+                        weight_memory=t.fpga.weight_memory)  # fmt: skip
     weights = tuple(tuple(rng.randint(-128, 127) for _ in range(lanes)) for _ in range(words))
     table = tuple(AxonEntry((a * 32) % (words - 32), 32, 0, 0) for a in range(axons))
     prof = (Profile(Kind.LIF, 3686, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP),)
@@ -76,11 +80,7 @@ def core_design(mixed: bool):
         prof += (Profile(Kind.CUBALIF, 3686, 2048, False, Reset.TO_VALUE, Timing.IMMEDIATE),)
     neurons = tuple(NeuronInit(rng.randint(100, 1000), rng.randint(-10, 10), 0, 0,
                                k % len(prof)) for k in range(n))  # fmt: skip
-    core = NeuronCore(CoreImage(params, table, weights, neurons, prof))
-    ins, outs = [], []
-    for _, flow, value in core.signature.flatten(core):
-        (ins if flow == wiring.In else outs).append(value)
-    return PinWrapper(core, ins, outs)
+    return PinWrapper.around(NeuronCore(CoreImage(params, table, weights, neurons, prof)))
 
 
 def synth_figures() -> None:
@@ -92,7 +92,7 @@ def synth_figures() -> None:
                         (True, "LIF + CubaLIF profiles (two multipliers more)")):  # fmt: skip
         print(f" {what}:")
         for device in ("ice40-up5k", "ecp5-25k"):
-            d = core_design(mixed)
+            d = core_design(mixed, device)
             t0 = time.perf_counter()
             r = synthesize(d, [d.pin_in, d.pin_out], device)
             print(f"  {r.line()}  [{time.perf_counter() - t0:.0f} s]")

@@ -3,7 +3,8 @@
 The core owns five memories, all with synchronous (non-transparent) read ports, and a spike FIFO:
 
 - axon table ``A x (row_base, row_len, group_base, shift)`` (plus three bits derived from
-  ``row_len``: ``<= 1``, ``<= 2``, ``== 0``) and weights ``D x P`` lanes: ROMs;
+  ``row_len``: ``<= 1``, ``<= 2``, ``== 0``) and weights ``D x P`` lanes: ROMs (the weights can
+  be a RAM loaded by the host instead: ``weight_memory = "spram"``);
 - accumulators ``N/P x P`` lanes of ``S`` bits (one read, one write port);
 - state ``N x (v, s[, i])`` (``i`` only when a profile is current-based);
 - neuron parameters ``N x (~threshold, bias, reset_value[, ibias][, profile])``: a ROM; it holds
@@ -14,10 +15,10 @@ block-RAM output and both sides of the multipliers are registered, for the clock
 ``deep=False`` (two stages fewer; times in brackets below).
 
 **Events** (§4). An event ``(a, p)`` taken in cycle ``t`` reads the axon table; weight word ``k``
-of the row is read in ``t+1+k``, accumulator word ``group_base + k`` in ``t+2+k`` [``t+1+k``]
-and the lane sums ``acc + p * (w << shift)`` written in ``t+3+k`` [``t+2+k``]. The next event is
-taken in ``t+row_len``; a read of the word written in the same cycle gets the written value
-through a forwarding register. Accumulators wrap modulo ``2**S``.
+of the row is read in ``t+1+k``, accumulator word ``group_base + k`` in ``t+3+k`` [``t+1+k``]
+and the lane sums ``acc + p * (w << shift)`` written in ``t+5+k`` [``t+2+k``]. The next event is
+taken in ``t+row_len``; a read that misses a pending write of its word gets the written value
+through forwarding registers. Accumulators wrap modulo ``2**S``.
 
 **Update** (§5). ``update(first_group, n_groups)`` taken in cycle ``c`` streams the neurons
 ``first_group*P + k``, ``k < n_groups*P``: their state, parameters and accumulator word are read in
@@ -48,6 +49,7 @@ from amaranth.lib.wiring import In, Out
 
 from snnc.rtl.fifo import Fifo
 from snnc.rtl.params import CoreImage, Kind, Profile, Reset, Timing, index_bits
+from snnc.rtl.spram import SinglePortRam
 
 __all__ = ["NeuronCore", "index_bits"]
 
@@ -57,6 +59,8 @@ _NO_RW_CHECK = {"no_rw_check": 1}
 #: 7 * 2**(S-1) + 4)
 _EXTRA = 3
 _SPIKING = (Kind.LIF, Kind.IF, Kind.CUBALIF)
+#: words per bank of a block-RAM weight memory (1K x 18-bit block RAMs side by side)
+WEIGHT_BANK = 1024
 
 
 def _reg(m: Module, values: dict, prefix: str) -> dict:
@@ -128,7 +132,12 @@ class NeuronCore(wiring.Component):
     indices) and ``busy`` (out, a register: an event or an update is in flight, from the cycle
     after it is taken to the cycle of its last memory write; the cycle model's busy interval
     less its first cycle, in which the event still counts in its FIFO and the command at the
-    controller).
+    controller), ``clear`` (in, see the module docstring) and, when the parameters'
+    ``weight_memory`` is ``"spram"``, ``load`` (in, stream of ``{addr, data}``: weight word
+    ``addr`` gets the ``P`` lanes of ``data``, lane j in bits ``[j*W, (j+1)*W)``; ready while
+    the core is idle). Such a core's weight memory is a :class:`~snnc.rtl.spram.SinglePortRam`
+    (SPRAM on an iCE40 UltraPlus) whose contents the host must load before the first event;
+    ``weight_data`` then only describes what to load.
 
     The memories' contents are :class:`~amaranth.hdl.MemoryData` attributes (``axon_data``,
     ``weight_data``, ``acc_data``, ``state_data``, ``param_data``) for simulation read-back.
@@ -140,7 +149,7 @@ class NeuronCore(wiring.Component):
         _check(image)
         p = self.params = image.params
         self.image, self.deep = image, deep
-        self.event_extra, self.update_extra = (3, 5) if deep else (2, 3)
+        self.event_extra, self.update_extra = (5, 5) if deep else (2, 3)
         self.cuba = any(pr.kind in _CUBA for pr in image.profiles)
         n, g, s = p.neurons, p.groups, p.state_bits
         self.profile_bits = (p.profiles - 1).bit_length()
@@ -150,13 +159,19 @@ class NeuronCore(wiring.Component):
         self.cmd_layout = data.StructLayout(
             {"first_group": index_bits(g), "n_groups": g.bit_length()}
         )
-        super().__init__({
+        self.load_layout = data.StructLayout(
+            {"addr": index_bits(p.weight_words), "data": p.lanes * p.weight_bits}
+        )
+        ports = {
             "events": In(stream.Signature(self.event_layout)),
             "cmd": In(stream.Signature(self.cmd_layout)),
             "spikes": Out(stream.Signature(index_bits(n))),
             "busy": Out(1),
             "clear": In(1),
-        })  # fmt: skip
+        }  # fmt: skip
+        if p.weight_memory == "spram":  # the host writes the weights (words of P lanes)
+            ports["load"] = In(stream.Signature(self.load_layout))
+        super().__init__(ports)
         self.axon_layout = data.StructLayout({
             "row_base": index_bits(p.weight_words),
             "row_len": min(g, p.weight_words).bit_length(),
@@ -194,7 +209,7 @@ class NeuronCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.axon_table = axons = Memory(data=self.axon_data)
-        m.submodules.weights = weights = Memory(data=self.weight_data)
+        weights = self._weights(m)
         # no read of these ever uses a word written in the same cycle (the accumulators forward
         # it): Yosys need not emulate read-old-data on a collision
         m.submodules.acc = acc = Memory(data=self.acc_data, attrs=_NO_RW_CHECK)
@@ -217,6 +232,58 @@ class NeuronCore(wiring.Component):
         m.d.comb += [self.busy.eq(ev_busy | upd_busy | wiping), self.cmd.ready.eq(~self.busy)]
         return m
 
+    def _weights(self, m: Module):
+        """The weight memory's read port: ``addr`` (driven by the event pipeline), ``data``
+        (``P`` signed lanes, one cycle later) and ``data_q`` (the same two cycles later, for the
+        deep pipeline). A block-RAM weight memory deeper than :data:`WEIGHT_BANK` words is
+        split into banks whose outputs are registered before the bank is chosen, so that no
+        multiplexer sits behind the block RAMs' slow clock-to-output."""
+        p = self.params
+        lanes = data.ArrayLayout(signed(p.weight_bits), p.lanes)
+        addr = Signal(index_bits(p.weight_words), name="weight_addr")
+        if p.weight_memory == "bram" and p.weight_words > WEIGHT_BANK and self.deep:
+            return self._banked(m, addr, lanes)
+        if p.weight_memory == "bram":
+            m.submodules.weights = mem = Memory(data=self.weight_data)
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(addr)
+            rdata = rp.data
+        else:
+            ram = m.submodules.weights = SinglePortRam(p.lanes * p.weight_bits, p.weight_words)
+            rdata = data.View(lanes, ram.r_data)
+            load = self.load
+            write = load.valid & load.ready
+            m.d.comb += [
+                load.ready.eq(~self.busy),
+                ram.addr.eq(Mux(write, load.payload.addr, addr)),
+                ram.w_data.eq(load.payload.data), ram.w_en.eq(write),
+            ]  # fmt: skip
+        q = Signal(lanes, reset_less=True, name="weight_q")
+        m.d.sync += q.eq(rdata)
+        return _Port(addr, rdata, q)
+
+    def _banked(self, m: Module, addr, lanes) -> _Port:
+        p = self.params
+        n_banks = -(-p.weight_words // WEIGHT_BANK)
+        words = list(self.image.weights)
+        bank = Signal(index_bits(n_banks), name="weight_bank")
+        # the bank of the word in the output registers: the address two cycles ago
+        bank_q, bank_qq = (Signal.like(bank, name=f"weight_bank_{k}") for k in ("q", "qq"))
+        m.d.comb += bank.eq(addr[index_bits(WEIGHT_BANK) :])
+        m.d.sync += [bank_q.eq(bank), bank_qq.eq(bank_q)]
+        regs = []
+        for b in range(n_banks):
+            chunk = words[b * WEIGHT_BANK : (b + 1) * WEIGHT_BANK]
+            mem = m.submodules[f"weights{b}"] = Memory(shape=lanes, depth=len(chunk),
+                                                       init=[list(w) for w in chunk])  # fmt: skip
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(addr[: index_bits(WEIGHT_BANK)])
+            r = Signal(lanes, reset_less=True, name=f"weight_q{b}")
+            m.d.sync += r.eq(rp.data)
+            regs.append(r)
+        return _Port(addr, None, Array(regs)[bank_qq])
+
+    # ------------------------------------------------------------------------------- events
     # ------------------------------------------------------------------------------- events
 
     def _weighted(self, word, shift, pay) -> list:
@@ -234,7 +301,7 @@ class NeuronCore(wiring.Component):
         of the word the update clears (written in the next cycle)."""
         clear, clear_group = clear
         p, lay = self.params, self.axon_layout
-        ax, wr = axons.read_port(), weights.read_port()
+        ax, wr = axons.read_port(), weights
         pend = Signal()  # an event was taken last cycle: the axon table answers now
         pay, ipay = (Signal(p.payload_bits, reset_less=True) for _ in range(2))
         active = Signal()  # issuing words 1.. of a row
@@ -247,7 +314,6 @@ class NeuronCore(wiring.Component):
 
         take = self.events.valid & self.events.ready
         row = ax.data
-        cur_left = Mux(pend, row.row_len, left)
         issuing = (pend & ~row.empty) | active
         last = Mux(pend, row.single, left_single)
         cur_word = Mux(pend, row.row_base, word)
@@ -265,30 +331,28 @@ class NeuronCore(wiring.Component):
         m.d.sync += [
             pend.eq(take),
             active.eq(issuing & ~last),
-            word.eq(cur_word + 1), group.eq(cur_group + 1), left.eq(cur_left - 1),
+            # the increments of the table's fields and of the registers, then the choice: no
+            # logic between the table's (slow) output and the carry chains
+            word.eq(Mux(pend, row.row_base + 1, word + 1)),
+            group.eq(Mux(pend, row.group_base + 1, group + 1)),
+            left.eq(Mux(pend, row.row_len - 1, left - 1)),
             left_single.eq((pend & row.double) | (~pend & (left <= 2))), shift.eq(cur_shift),
             ipay.eq(cur_pay),
             pay.eq(self.events.payload.payload),  # used in the cycle after a take
         ]  # fmt: skip
 
-        # the accumulator-read stage: the issue stage, or (deep) the one after it
+        if self.deep:
+            return self._accumulate_deep(m, wr, acc_r, acc_w, issuing, pend, active,
+                                         (cur_group, cur_shift, cur_pay), upd_read,
+                                         (clear, clear_group))  # fmt: skip
+        # the short pipeline: the accumulator word is read in the issue stage
         s = p.state_bits
         add = Signal(data.ArrayLayout(signed(s), p.lanes), reset_less=True)
-        if self.deep:
-            rd = _reg(m, {"valid": issuing, "group": cur_group, "shift": cur_shift,
-                          "pay": cur_pay}, "b")  # fmt: skip
-            with m.If(clear):
-                m.d.sync += add.eq(0)
-            with m.Else():
-                weighted = self._weighted(wr.data, rd["shift"], rd["pay"])
-                m.d.sync += [add[j].eq(w) for j, w in enumerate(weighted)]
-            m.d.sync += busy.eq(pend | active | rd["valid"] | clear)
-        else:
-            rd = {"valid": issuing, "group": cur_group}
-            c = _reg(m, {"shift": cur_shift, "pay": Mux(clear, 0, cur_pay)}, "c")
-            weighted = self._weighted(wr.data, c["shift"], c["pay"])
-            m.d.comb += [add[j].eq(w) for j, w in enumerate(weighted)]
-            m.d.sync += busy.eq(pend | active | clear)
+        rd = {"valid": issuing, "group": cur_group}
+        c = _reg(m, {"shift": cur_shift, "pay": Mux(clear, 0, cur_pay)}, "c")
+        weighted = self._weighted(wr.data, c["shift"], c["pay"])
+        m.d.comb += [add[j].eq(w) for j, w in enumerate(weighted)]
+        m.d.sync += busy.eq(pend | active | clear)
 
         # write stage: registers of the word read in the previous cycle
         c_valid, c_fwd = Signal(), Signal()
@@ -309,9 +373,51 @@ class NeuronCore(wiring.Component):
         # both sums, then the choice: no logic between the memory and the carry chain
         new = [Mux(c_fwd, fwd[j] + add[j], acc_r.data[j] + add[j])[:s] for j in range(p.lanes)]
         m.d.comb += [acc_w.addr.eq(c_group), acc_w.data.eq(Cat(*new)), acc_w.en.eq(c_valid)]
-        # = pend | active | (deep: rd valid) | c_valid, from registers only (`issuing` is
+        # = pend | active | c_valid, from registers only (`issuing` is
         # pend | active but for an empty row, which is never routed to the core)
         return busy | pend
+
+    def _accumulate_deep(self, m, wr, acc_r, acc_w, issuing, pend, active, cur, upd_read,
+                         clear) -> Value:  # fmt: skip
+        """ARCHITECTURE.md's event pipeline after the issue stage (word k of an event taken in
+        ``t``): ``t+1+k`` weight read; ``t+2+k`` the weight word is registered (R1 -> R2);
+        ``t+3+k`` the weighted lanes are registered and the accumulator word is read;
+        ``t+4+k`` the sums (S); ``t+5+k`` the write (W). A read misses the writes of its own
+        cycle and of the next one: the sums of S and W are forwarded to it. A clear of the
+        update (or the wipe) writes a zero word through W. Returns the busy flag."""
+        p, s = self.params, self.params.state_bits
+        cur_group, cur_shift, cur_pay = cur
+        clear, clear_group = clear
+        r1 = _reg(m, {"valid": issuing, "group": cur_group, "shift": cur_shift, "pay": cur_pay},
+                  "r1")  # fmt: skip
+        r2 = _reg(m, dict(r1), "r2")
+        wq = wr.data_q  # the weight word, registered
+        lanes = data.ArrayLayout(signed(s), p.lanes)
+        add = Signal(lanes, reset_less=True)
+        m.d.sync += [add[j].eq(w) for j, w in enumerate(self._weighted(wq, r2["shift"], r2["pay"]))]
+        # events and updates never overlap: the event's address whenever one is in R2
+        m.d.comb += acc_r.addr.eq(Mux(r2["valid"], r2["group"], upd_read[1]))
+        # S: the word read in R2's cycle plus `add`; W: the registered sum being written
+        s_valid, w_valid = Signal(), Signal()
+        s_group, w_group = (Signal.like(r2["group"], reset_less=True) for _ in range(2))
+        new_q, new_qq = Signal(lanes, reset_less=True), Signal(lanes, reset_less=True)
+        sel_q, sel_qq = Signal(), Signal()  # the read missed S's sum / W's write
+        m.d.sync += [
+            s_valid.eq(r2["valid"]), s_group.eq(r2["group"]),
+            sel_q.eq(s_valid & (s_group == r2["group"])),
+            sel_qq.eq(w_valid & (w_group == r2["group"])),
+            new_qq.eq(new_q),
+        ]  # fmt: skip
+        # three sums, then the choice: no logic between the memory and the carry chain
+        sums = [Mux(sel_q, new_q[j] + add[j], Mux(sel_qq, new_qq[j] + add[j],
+                                                  acc_r.data[j] + add[j]))[:s]
+                for j in range(p.lanes)]  # fmt: skip
+        with m.If(clear):
+            m.d.sync += [w_valid.eq(1), w_group.eq(clear_group), new_q.eq(0)]
+        with m.Else():
+            m.d.sync += [w_valid.eq(s_valid), w_group.eq(s_group), new_q.eq(Cat(*sums))]
+        m.d.comb += [acc_w.addr.eq(w_group), acc_w.data.eq(new_q), acc_w.en.eq(w_valid)]
+        return Cat(pend, active, r1["valid"], r2["valid"], s_valid, w_valid).any()
 
     # ------------------------------------------------------------------------------- update
 
@@ -331,8 +437,10 @@ class NeuronCore(wiring.Component):
         r_go = go | active
         # each next value for a new command and for a running one, chosen by `go` at the end
         # (`go` depends on `busy` and the command's valid)
-        r_n = Mux(go, cmd.first_group * lanes, u_n)
-        r_group = Mux(go, cmd.first_group, u_group)
+        # the read addresses: the running command's, else the waiting command's (reads are
+        # harmless; `go` itself, a function of every busy flag, stays off the address paths)
+        r_n = Mux(active, u_n, cmd.first_group * lanes)
+        r_group = Mux(active, u_group, cmd.first_group)
         n_cmd = cmd.n_groups * lanes
         more = (go & (n_cmd > 1)) | (active & (u_left > 1))
         if lanes > 1:  # a command's first neuron is lane 0, not its group's last
@@ -347,7 +455,7 @@ class NeuronCore(wiring.Component):
             u_left.eq(Mux(go, n_cmd - 1, u_left - 1)),
             u_lane.eq(nxt_lane), u_group.eq(nxt_group), u_last.eq(more & nxt_last),
         ]  # fmt: skip
-        r_lane = Mux(go, 0, u_lane)
+        r_lane = Mux(active, u_lane, 0)
         m.d.comb += [st_r.addr.eq(r_n), pa_r.addr.eq(r_n)]
 
         # stages: E1 = memory outputs; deep: E1 | E2 | E3 | E4 | W, else E1+E2 (step 0, 1) | W
@@ -561,6 +669,14 @@ class NeuronCore(wiring.Component):
         o["s"] = r["spiking"] & Mux(r["force"], r["s_rv"], spike)
         o["vsat"], o["vsub"] = vsat[:s].as_signed(), vsub[:s].as_signed()
         return o
+
+
+class _Port:
+    """The weight memory seen by the event pipeline: ``addr``, ``data`` (one cycle after the
+    address; ``None`` when banked) and ``data_q`` (two cycles after)."""
+
+    def __init__(self, addr, data, data_q) -> None:
+        self.addr, self.data, self.data_q = addr, data, data_q
 
 
 def _extend(t, width: int):

@@ -59,10 +59,15 @@ class CoreParams:
     payload_bits: int = 1
     profiles: int = 4
     max_shift: int = 15  #: largest weight shift an axon may use
+    #: "bram": the weights are a ROM in block RAM, filled by the bitstream; "spram": a
+    #: single-port RAM (the iCE40 UltraPlus's SPRAM) that the host loads before the first run
+    weight_memory: str = "bram"
 
     def __post_init__(self) -> None:
         if self.lanes < 1 or self.neurons % self.lanes:
             raise ValueError(f"neurons ({self.neurons}) must be a multiple of lanes ({self.lanes})")
+        if self.weight_memory not in ("bram", "spram"):
+            raise ValueError(f"weight_memory {self.weight_memory!r}: expected 'bram' or 'spram'")
         for name in ("neurons", "weight_bits", "state_bits", "axons", "weight_words"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 
 from snnc.errors import BackendError
 from snnc.rtl.toolchain import environment
@@ -28,6 +28,8 @@ DEVICES = {
     "ecp5-25k": ("ecp5", ["--25k", "--package", "CABGA381", "--speed", "6"], 100.0),
     "ecp5-85k": ("ecp5", ["--85k", "--package", "CABGA381", "--speed", "6"], 100.0),
 }
+#: the ``device`` a platform of each device reports (what ``snnc.rtl.spram.uses_spram`` reads)
+PLATFORM_DEVICES = {"ice40-up5k": "iCE40UP5K", "ecp5-25k": "LFE5U-25F", "ecp5-85k": "LFE5U-85F"}
 CELLS = {
     "ice40": {"luts": "ICESTORM_LC", "ram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
               "dsp": "ICESTORM_DSP"},
@@ -68,20 +70,39 @@ class PinWrapper(Elaboratable):
         self.pin_in = Signal()
         self.pin_out = Signal()
 
+    @classmethod
+    def around(cls, component) -> PinWrapper:
+        """Every port of a ``wiring.Component``: its inputs from the pin, its outputs folded."""
+        from amaranth.lib import wiring
+
+        ins, outs = [], []
+        for _, member, value in component.signature.flatten(component):
+            (ins if member.flow == wiring.In else outs).append(value)
+        return cls(component, ins, outs)
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.inner = self.inner
-        width = sum(len(s) for s in self.inputs)
+        ins = [Value.cast(s) for s in self.inputs]
+        width = sum(len(s) for s in ins)
         shift = Signal(max(width, 1))
         m.d.sync += shift.eq(Cat(self.pin_in, shift[:-1]))
         pos = 0
-        for s in self.inputs:
+        for s in ins:
             m.d.comb += s.eq(shift[pos : pos + len(s)])
             pos += len(s)
         folded = Signal()
-        m.d.comb += folded.eq(Cat(*self.outputs).xor() if self.outputs else 0)
+        outs = [Value.cast(s) for s in self.outputs]
+        m.d.comb += folded.eq(Cat(*outs).xor() if outs else 0)
         m.d.sync += self.pin_out.eq(folded)
         return m
+
+
+@dataclass(frozen=True)
+class _Device:
+    """Stands in for an amaranth-boards platform during conversion: only its ``device``."""
+
+    device: str
 
 
 def _run(cmd: list[str], cwd: Path, env: dict, log: Path, check: bool = True) -> int:
@@ -122,7 +143,9 @@ def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | No
     env = environment()
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "top.v").write_text(verilog.convert(design, ports=ports, name="top"))
+    # the platform tells the design which device primitives it may use (SPRAM on the UP5K)
+    plat = _Device(PLATFORM_DEVICES.get(device, ""))
+    (work / "top.v").write_text(verilog.convert(design, ports=ports, name="top", platform=plat))
     log = work / "toolchain.log"
     # YoWASP sees only relative paths below its working directory
     (work / "synth.ys").write_text(_script(family))

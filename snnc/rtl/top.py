@@ -27,6 +27,11 @@ them, then ``end = 1`` (``element`` 0, ``cycles`` the step's cycle count): the e
 written in the step's last barrier-check cycle. Both directions are buffered, so a slow host never
 changes the cycle counts.
 
+``load`` (only when the cores' ``weight_memory`` is ``"spram"``; stream of ``{core, addr,
+data}``): between steps, weight word ``addr`` of core ``core`` gets ``data`` (lanes as in
+``NeuronCore``). The host loads every word of every core (``load_words`` in
+``snnc/backends/fpga/rtl_config.py``) before the first step; a clear keeps the weights.
+
 Counters (outputs): ``cycles_last_step`` (cycles of the last finished step, counted as
 ``snnc/sim/cycle.py`` does: from the phase start of phase 0 to the last barrier check, both
 included), ``steps`` (steps finished), ``events`` (events taken by all cores since reset),
@@ -124,6 +129,12 @@ class Accelerator(wiring.Component):
             "element": index_bits(config.host_elements), "payload": p.payload_bits, "end": 1,
             "clear": 1,
         })  # fmt: skip
+        #: the weights are loaded by the host (``load`` port) rather than held by the bitstream
+        self.loads = p.weight_memory == "spram"
+        self.load_layout = data.StructLayout({
+            "core": index_bits(len(config.cores)), "addr": index_bits(p.weight_words),
+            "data": p.lanes * p.weight_bits,
+        })  # fmt: skip
         self.out_layout = data.StructLayout({
             "element": index_bits(config.outputs), "end": 1, "cycles": COUNTER_BITS,
         })  # fmt: skip
@@ -134,7 +145,7 @@ class Accelerator(wiring.Component):
             "steps": Out(COUNTER_BITS),
             "events": Out(COUNTER_BITS),
             "running": Out(1),
-        })  # fmt: skip
+        } | ({"load": In(stream.Signature(self.load_layout))} if self.loads else {}))  # fmt: skip
 
     def elaborate(self, platform):
         m = Module()
@@ -263,6 +274,20 @@ class Accelerator(wiring.Component):
             takes.append(take)
 
         idle = ~Cat(*busy_terms).any()
+
+        # ------------------------------------------------------------------ weight loading
+        if self.loads:
+            ld = self.load
+            ready = Const(0)
+            for c, core in enumerate(cores):
+                mine = ld.payload.core == c
+                m.d.comb += [
+                    core.load.valid.eq(ld.valid & mine & (state == WAIT)),
+                    core.load.payload.addr.eq(ld.payload.addr),
+                    core.load.payload.data.eq(ld.payload.data),
+                ]  # fmt: skip
+                ready = ready | (mine & core.load.ready)
+            m.d.comb += ld.ready.eq(ready & (state == WAIT))
 
         # ------------------------------------------------------------------ counters
         events = Signal(COUNTER_BITS)

@@ -31,10 +31,9 @@ Cycle accounting (a step's cycles are numbered from its first cycle, 0):
 - **Events** (§4). A core takes an event in cycle ``t >= max(arrival, ready)``, in FIFO order
   (phase 0: first its next-step FIFO, whose events are all takeable from ``s+1``, then its input
   FIFO); the axon table answers in ``t+1``, weight word ``k`` is read in ``t+1+k``, accumulator
-  word ``k`` in ``t+2+k`` and written in ``t+3+k``: the core is busy ``t .. t+row_len+2`` and
+  word ``k`` in ``t+3+k`` and written in ``t+5+k``: the core is busy ``t .. t+row_len+4`` and
   takes its next event at ``t + row_len`` at the earliest. So back-to-back events cost
-  ``row_len`` each, and a burst costs the sum of its ``row_len`` plus 3 cycles (table read,
-  weight register, last write-back).
+  ``row_len`` each, and a burst costs the sum of its ``row_len`` plus 5 cycles.
 - **Router** (§6). Sources: the output FIFO of each core (a spike written in cycle ``w`` can
   be read from ``w+1``) and, in phase 0, the host's input stream (the step's non-zero input
   elements in element order, all readable from ``s+1``). Each source has a *lookup stage* and a
@@ -53,7 +52,7 @@ Cycle accounting (a step's cycles are numbered from its first cycle, 0):
   next-step FIFO (drained in the next step's phase 0), spikes for the host to its output
   stream. FIFOs never fill (no backpressure in this model).
 - **Idle.** The busy cycles of a phase are: every update's ``c .. c+nP+4``; every event's
-  ``t .. t+row_len+2``; a lookup stage from ``r+1`` to ``h``; a head from ``h+1`` to the cycle
+  ``t .. t+row_len+4``; a lookup stage from ``r+1`` to ``h``; a head from ``h+1`` to the cycle
   it empties; every granted event until ``a+1``; output-FIFO entries until read.
 
 :func:`memory_port_bound` is §7: per core and step, the sum of ``row_len`` over the events the
@@ -76,9 +75,9 @@ from snnc.ir import nodes as N
 from snnc.rtl.params import Kind, Profile, Reset, Timing
 from snnc.sim.integer import _Neuron
 
-#: a burst of events costs the sum of its ``row_len`` plus this (table read, two register
-#: stages, write-back)
-EVENT_EXTRA = 3
+#: a burst of events costs the sum of its ``row_len`` plus this (table read, weight register,
+#: weighted-lane register, sum register, write-back)
+EVENT_EXTRA = 5
 #: an update of n neurons takes ``n + UPDATE_EXTRA`` cycles (read, 3 compute stages, write)
 UPDATE_EXTRA = 5
 

@@ -15,7 +15,12 @@ import yaml
 from amaranth.sim import Simulator
 
 from snnc.backends.fpga import build_images
-from snnc.backends.fpga.rtl_config import accelerator_config, host_words, output_array
+from snnc.backends.fpga.rtl_config import (
+    accelerator_config,
+    host_words,
+    load_words,
+    output_array,
+)
 from snnc.build import compile_model
 from snnc.ir import nodes as N
 from snnc.mapping.cores import mapping_of
@@ -28,16 +33,17 @@ from ..backends.test_images import skip_net, target_to_dict
 from ..passes.test_quantize import MODES, mlp, spikes
 
 
-def small_target(
-    path: Path, *, lanes=2, neurons=8, cores=2, axons=32, words=256, multicast=True
-) -> str:
+def small_target(path: Path, *, lanes=2, neurons=8, cores=2, axons=32, words=256,
+                 multicast=True, weight_memory="bram") -> str:  # fmt: skip
     """An ECP5-like target with ``cores`` tiny cores of ``lanes`` lanes and 8-bit weights."""
     d = target_to_dict(load_target("ecp5-25k"))
     d.update(name="rtl-tiny", cores=cores, mesh=[cores, 1], source="", multicast=multicast)
-    d["fpga"]["lanes"] = lanes
+    d["fpga"].update(lanes=lanes, weight_memory=weight_memory)
+    if weight_memory == "spram":  # a device with the UP5K's SPRAM
+        d["fpga"].update(sprams=4, spram_bits=262144)
     d["synapse_cost"]["word_bits"] = 8 * lanes
     d["core"].update(neurons=neurons, input_axons=axons, synapse_memory_bits=8 * lanes * words)
-    p = Path(path) / f"rtl_tiny_{lanes}_{neurons}_{cores}_{multicast}.yaml"
+    p = Path(path) / f"rtl_tiny_{lanes}_{neurons}_{cores}_{multicast}_{weight_memory}.yaml"
     p.write_text(yaml.safe_dump(d))
     return str(p)
 
@@ -61,6 +67,15 @@ def _words(runs) -> list[tuple[int, int, int, int]]:
     return words
 
 
+async def _load(ctx, dut, image) -> None:
+    """Every weight word through the load port."""
+    for c, a, word in load_words(image):
+        ctx.set(dut.load.payload, {"core": c, "addr": a, "data": word})
+        ctx.set(dut.load.valid, 1)
+        await ctx.tick().until(dut.load.ready)
+    ctx.set(dut.load.valid, 0)
+
+
 def run_rtl(image, runs: list[list[list[tuple[int, int]]]], *, gap: int = 0):
     """Drive ``runs`` (per run, per step: its ``(element, payload)`` words) through one
     accelerator, with a clear word between runs. Returns per run (output elements per step,
@@ -73,6 +88,8 @@ def run_rtl(image, runs: list[list[list[tuple[int, int]]]], *, gap: int = 0):
     events: list[int] = []
 
     async def sender(ctx):
+        if dut.loads:
+            await _load(ctx, dut, image)
         for w in _words(runs):
             ctx.set(dut.host_in.payload, dict(zip(FIELDS, w, strict=True)))
             ctx.set(dut.host_in.valid, 1)
@@ -191,3 +208,13 @@ def test_graded_input_and_cuba(tmp_path: Path) -> None:
                      f"{tail}")  # fmt: skip
     assert img.params.payload_bits == 8 and ref.output.sum() > 0
     check(mlp(w1, w2, threshold=0.5, cls=N.CubaLIF, recurrent=rec), spikes(6, 2, 6, 6, 0.6), tg)
+
+
+def test_weights_loaded_into_single_port_ram(tmp_path: Path) -> None:
+    """weight_memory = spram: the weights are not in the design; the host loads them."""
+    w1, w2, rec = _w(5)
+    tg = small_target(tmp_path, weight_memory="spram")
+    img, ref = check(mlp(w1, w2, threshold=0.5, recurrent=rec), spikes(6, 2, 6, 7, 0.6), tg)
+    assert img.params.weight_memory == "spram" and ref.output.sum() > 0
+    dut = Accelerator(accelerator_config(img))
+    assert dut.loads and len(load_words(img)) == 2 * img.params.weight_words

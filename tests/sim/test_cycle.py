@@ -152,21 +152,21 @@ def test_cycles_of_a_known_event_sequence() -> None:
     # Step 0, phase 0 (start s=0): host elements readable at 1. The router reads e0 into the
     #   lookup stage at 1, moves it to the head at 2, grants it at 3 (in the core's FIFO at 4);
     #   e1: stage 2, head 3 (the head empties at 3), granted 4, FIFO 5. The core takes e0 at 4
-    #   (busy 4..7) and e1 at 5 (busy 5..8): last busy 8, check 9 -> 10 cycles.
-    # Phase 1 (s=10): update(0, 1) at 11, busy 11..23 (8 + 5 cycles); neurons 0..2 write at
-    #   16..18, are read at 17..19, granted at 19..21, in the FIFO at 20..22. The core is ready
-    #   at 24 and takes them at 24, 25, 26 (busy to 29): check 30 -> 21 cycles.
-    # Phase 2 (s=31): update(1, 1) at 32, busy 32..44; neurons 8, 9 write at 37, 38, reach the
-    #   host at 41, 42: last busy 44, check 45 -> 15 cycles. Step: 10 + 21 + 15 = 46.
+    #   (busy 4..9) and e1 at 5 (busy 5..10): last busy 10, check 11 -> 12 cycles.
+    # Phase 1 (s=12): update(0, 1) at 13, busy 13..25 (8 + 5 cycles); neurons 0..2 write at
+    #   18..20, are read at 19..21, granted at 21..23, in the FIFO at 22..24. The core is ready
+    #   at 26 and takes them at 26, 27, 28 (busy to 33): check 34 -> 23 cycles.
+    # Phase 2 (s=35): update(1, 1) at 36, busy 36..48; neurons 8, 9 write at 41, 42, reach the
+    #   host at 45, 46: last busy 48, check 49 -> 15 cycles. Step: 12 + 23 + 15 = 50.
     # Step 1: phase 0 has nothing (2 cycles); phases 1 and 2 are one update each (15 cycles).
-    np.testing.assert_array_equal(res.phase_cycles[:, 0], [[10, 21, 15], [2, 15, 15]])
-    np.testing.assert_array_equal(res.cycles[:, 0], [46, 32])
+    np.testing.assert_array_equal(res.phase_cycles[:, 0], [[12, 23, 15], [2, 15, 15]])
+    np.testing.assert_array_equal(res.cycles[:, 0], [50, 32])
     # memory port: 2 + 3 events of one word, 8 + 8 neurons updated; then 16
     np.testing.assert_array_equal(res.bound[:, 0], [21, 16])
     np.testing.assert_array_equal(res.events[:, 0, 0], [5, 0])
-    # busy: 4..8, 11..23, 24..29, 32..44 -> 5 + 13 + 6 + 13; step 1: 13 + 13
-    np.testing.assert_array_equal(res.busy[:, 0, 0], [37, 26])
-    # the three l1 spikes wait in the input FIFO (20..22) until the update ends (24)
+    # busy: 4..10, 13..25, 26..33, 36..48 -> 7 + 13 + 8 + 13; step 1: 13 + 13
+    np.testing.assert_array_equal(res.busy[:, 0, 0], [41, 26])
+    # the three l1 spikes wait in the input FIFO (22..24) until the update ends (26)
     np.testing.assert_array_equal(res.fifo_peak[:, 0, 0], [3, 0])
 
 

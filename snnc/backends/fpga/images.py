@@ -234,7 +234,7 @@ def core_params(target, decay_bits: int, payload_bits: int) -> CoreParams:
         neurons=-(-c.neurons // p) * p, lanes=p, weight_bits=sc.word_bits // p,
         state_bits=c.state_bits, axons=c.input_axons,
         weight_words=c.synapse_memory_bits // sc.word_bits, decay_bits=decay_bits,
-        payload_bits=payload_bits, profiles=c.neuron_profiles,
+        payload_bits=payload_bits, profiles=c.neuron_profiles, weight_memory=f.weight_memory,
     )  # fmt: skip
 
 

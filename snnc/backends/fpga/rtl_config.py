@@ -45,6 +45,19 @@ def accelerator_config(image: AcceleratorImage) -> AcceleratorConfig:
     )
 
 
+def load_words(image: AcceleratorImage) -> list[tuple[int, int, int]]:
+    """``(core, addr, data)`` of every weight word, for the ``load`` port of an accelerator
+    whose weights are not in the bitstream (``weight_memory = "spram"``); lane j of ``data`` is
+    bits ``[j*W, (j+1)*W)``, two's complement."""
+    p = image.params
+    mask = (1 << p.weight_bits) - 1
+    out = []
+    for c, core in enumerate(image.cores):
+        for a, word in enumerate(core.weights):
+            out.append((c, a, sum((w & mask) << (j * p.weight_bits) for j, w in enumerate(word))))
+    return out
+
+
 def host_words(image: AcceleratorImage, x, *, graph=None) -> list[list[list[tuple[int, int]]]]:
     """Per batch element, per step: the ``(element, payload)`` events to send (the step's
     non-zero input elements in element order; the end word is not included).
