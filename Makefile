@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(SNNC) compile $(EXAMPLE)/model.pt --target fpga -o out/demo-build --report
+	$(SNNC) compile $(EXAMPLE)/model.pt --target fpga -o out/demo-build --sample $(EXAMPLE)/sample_input.npy
+	$(SNNC) simulate out/demo-build --engine verilator --check cycle --input $(EXAMPLE)/sample_input.npy -o out/demo_spikes_rtl.npz
 	$(SNNC) simulate $(EXAMPLE)/model.pt --input $(EXAMPLE)/sample_input.npy -o out/demo_spikes.npz
-	$(SNNC) simulate out/demo-build/model.json --engine integer --input $(EXAMPLE)/sample_input.npy -o out/demo_spikes_int.npz
 	$(SNNC) eval $(EXAMPLE)/model.pt --dataset digits
 
 test: venv

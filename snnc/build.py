@@ -42,6 +42,8 @@ class BuildResult:
     spec: str
     directory: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
+    image: object = None  #: the FPGA memory images, when the build wrote them
+    summary: str | None = None  #: the FPGA report's text, when a sample input was given
 
     def report(self) -> str:
         parts = []
@@ -162,9 +164,14 @@ def compile_model(
     passes: str | None = None,
     weight_bits: int | None = None,
     calibrate=None,
+    sample=None,
     **load_kw,
 ) -> BuildResult:
-    """Load, run the target's pipeline (or ``passes``) and, with ``output``, write the build."""
+    """Load, run the target's pipeline (or ``passes``) and, with ``output``, write the build.
+
+    For an FPGA target the build also holds the accelerator (``snnc/backends/fpga/emit.py``)
+    and, with a ``sample`` input (default: the calibration input), ``summary.txt`` and
+    ``report.html`` (``snnc/backends/fpga/report.py``) from simulating it."""
     from snnc.api import load, load_input, pipeline
     from snnc.targets import load_target
 
@@ -182,6 +189,31 @@ def compile_model(
                   {"object": type(model).__name__}}  # fmt: skip
         if calibrate is not None:
             inputs["calibrate"] = input_record(calibrate)
+        sample = calibrate if sample is None else sample
+        if sample is not None:
+            inputs["sample"] = input_record(sample)
+        extra = None
+        if t.kind == "fpga":
+            xs = load_input(sample) if sample is not None else None
+
+            def extra(tmp: Path) -> None:
+                _fpga_files(result, t, tmp, xs)
+
         write_build(result, Path(output), inputs=inputs,
-                    options={"target": target, "passes": spec})  # fmt: skip
+                    options={"target": target, "passes": spec}, extra=extra)  # fmt: skip
     return result
+
+
+def _fpga_files(result: BuildResult, target, tmp: Path, sample) -> None:
+    """The accelerator's Verilog and memory files and, with a sample input, its report."""
+    from snnc.backends.fpga.emit import emit
+
+    image, _ = emit(result.graph, target, tmp)
+    result.image = image
+    if sample is not None:
+        from snnc.backends.fpga.report import fpga_report
+
+        rep = fpga_report(result.graph, image, target, sample)
+        result.summary = rep.text()
+        (tmp / "summary.txt").write_text(result.summary)
+        (tmp / "report.html").write_text(rep.html())

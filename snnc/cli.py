@@ -155,9 +155,71 @@ def _as_output(values: np.ndarray, spiking: bool) -> np.ndarray:
     return values if values.dtype.kind in "iu" else values.astype(np.float32)
 
 
+def cmd_simulate_build(args) -> int:
+    from snnc.api import load_input
+    from snnc.backends.fpga import engines as E
+
+    engine = args.engine or "integer"
+    if engine == "reference":
+        raise SnncError(f"{args.model}: a build runs on engines {', '.join(E.ENGINES)} (the "
+                        "reference engine simulates a model file)")  # fmt: skip
+    x = load_input(args.input)
+    build = E.open_build(args.model)
+    vcd = Path(args.vcd) if args.vcd else None
+    try:
+        res = E.run(build, engine, x)
+        if vcd is not None:  # a waveform of every cycle of the first input (they are large)
+            E.run(build, engine, x[:, :1], vcd=vcd)
+    except SimulationError as e:
+        raise SimulationError(f"{args.input}: {e}") from None
+    out = res.output
+    t, b = out.shape[:2]
+    print(f"simulated {b} input(s) x {t} steps of {args.model} with engine '{engine}' "
+          f"in {res.seconds:.3f} s")  # fmt: skip
+    if res.cycles is not None:
+        per = res.cycles.sum(axis=0)
+        print(f"cycles per step: mean {res.cycles.mean():.1f}; per input: mean {per.mean():.1f}"
+              f" ({per.mean() / build.target.fpga.clock_mhz:.2f} us at "
+              f"{build.target.fpga.clock_mhz:g} MHz)")  # fmt: skip
+    if res.sim_cycles:
+        print(f"RTL simulation: {res.sim_cycles:,} cycles, "
+              f"{res.sim_cycles / max(res.seconds, 1e-9) / 1e6:.2f} M cycles/s")  # fmt: skip
+    counts = out.reshape(t, b, -1).sum(axis=0)
+    print(f"output spikes: {int(out.sum())}")
+    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
+          "..." if b > 20 else "")  # fmt: skip
+    if vcd is not None:
+        print(f"wrote {vcd} (the first input's {t} steps)")
+    if args.output:
+        arrays = {"output": out.astype(np.uint8)}
+        if res.cycles is not None:
+            arrays["cycles"] = res.cycles
+        _atomic_npz(Path(args.output), arrays)
+        print(f"wrote {args.output}")
+    if args.check:
+        other = E.run(build, args.check, x)
+        layer = build.image.output
+        msg = E.first_divergence(res, other, layer)
+        if msg is not None:
+            raise SimulationError(f"{engine} and {args.check} differ: {msg}")
+        what = (
+            "spikes and cycles" if res.cycles is not None and other.cycles is not None else "spikes"
+        )
+        print(f"check: {engine} and {args.check} agree ({what}, {b} input(s) x {t} steps)")
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from snnc.api import load_input, prepare
+    from snnc.backends.fpga.engines import is_build
 
+    if is_build(args.model):
+        return cmd_simulate_build(args)
+    if args.engine in ("cycle", "verilator") or args.check or args.vcd:
+        raise SnncError(f"{args.model}: engines cycle and verilator, --check and --vcd run a "
+                        "build directory; compile it first: snnc compile "
+                        f"{args.model} --target fpga -o BUILD")  # fmt: skip
+    args.engine = args.engine or "reference"
     x = load_input(args.input)
     if args.input_shape is None and x.ndim >= 3:
         args.input_shape = tuple(x.shape[2:])
@@ -257,7 +319,7 @@ def cmd_compile(args) -> int:
     out = Path(args.output) if args.output else Path("build") / f"{Path(args.model).stem}-{target}"
     result = compile_model(
         args.model, target=target, output=out, passes=args.passes, weight_bits=args.weight_bits,
-        calibrate=args.calibrate, dt=args.dt, input_shape=args.input_shape,
+        calibrate=args.calibrate, sample=args.sample, dt=args.dt, input_shape=args.input_shape,
         trust_pickle=args.trust_pickle, model_def=args.model_def, notes=notes,
         nir_flavor=args.nir_flavor,
     )  # fmt: skip
@@ -267,7 +329,14 @@ def cmd_compile(args) -> int:
     meta = result.graph.meta
     cores = f", {meta['cores']} core(s)" if "cores" in meta else ""
     print(f"compiled for '{meta.get('target', target)}'{cores} with {result.spec}")
-    print(f"wrote {out}/ ({', '.join(sorted(result.files))})")
+    if result.summary:
+        sys.stdout.write(result.summary)
+    elif result.image is not None:
+        print("(pass --sample X.npy to add cycles, latency, firing and energy: summary.txt, "
+              "report.html)")  # fmt: skip
+    shown = sorted(f for f in result.files if "/" not in f)
+    dirs = sorted({f.split("/")[0] + "/" for f in result.files if "/" in f})
+    print(f"wrote {out}/ ({', '.join(shown + dirs)})")
     return 0
 
 
@@ -292,13 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the IR after every pass of --passes")  # fmt: skip
     s.set_defaults(func=cmd_inspect)
 
-    s = sub.add_parser("simulate", help="simulate a model on an input array")
+    s = sub.add_parser("simulate", help="simulate a model or a build directory on an input array")
     _model_args(s)
     s.add_argument("--input", required=True, help="time-major input (T, B, ...) as .npy/.npz")
     s.add_argument("-o", "--output", help="write output spikes to this .npz")
-    s.add_argument("--engine", choices=["reference", "integer"], default="reference",
-                   help="reference: float simulation of the IR; integer: bit-exact quantised "
-                        "arithmetic (runs the pass pipeline first)")  # fmt: skip
+    s.add_argument("--engine", choices=["reference", "integer", "cycle", "verilator"],
+                   help="reference: float simulation of the IR (default for a model); integer: "
+                        "bit-exact quantised arithmetic (default for a build); cycle: the "
+                        "cycle-accurate model of an FPGA build; verilator: the build's Verilog "
+                        "in Verilator")  # fmt: skip
+    s.add_argument("--check", nargs="?", const="integer", metavar="ENGINE",
+                   help="also run ENGINE (default integer) on the build and report the first "
+                        "step, layer and neuron where the two differ (exit status 1)")  # fmt: skip
+    s.add_argument("--vcd", metavar="FILE.vcd",
+                   help="write a waveform of the first input (engine verilator)")  # fmt: skip
     _pass_args(s, "before simulating")
     s.add_argument("--record", action="store_true", help="also save every layer's output")
     s.set_defaults(func=cmd_simulate)
@@ -349,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X.npy",
         help="input (T, B, ...) whose firing rates weight the traffic estimates",
     )
+    s.add_argument("--sample", metavar="X.npy",
+                   help="input (T, B, ...) simulated for the FPGA report: cycles, latency, "
+                        "firing, energy (default: the --calibrate input)")  # fmt: skip
     s.add_argument("--report", action="store_true", help="print the pass and fit reports")
     s.set_defaults(func=cmd_compile)
 
