@@ -67,7 +67,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, Value
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -109,7 +109,7 @@ class AcceleratorConfig:
 
 
 def _fifo(m: Module, name: str, layout, depth: int, flush=None) -> Fifo:
-    f = Fifo(data.Layout.cast(layout).size, depth)
+    f = Fifo(layout if isinstance(layout, int) else data.Layout.cast(layout).size, depth)
     m.submodules[name] = f if flush is None else ResetInserter(flush)(f)
     return f
 
@@ -160,9 +160,12 @@ class Accelerator(wiring.Component):
             deep=True,
         )  # fmt: skip
         # a clear word: every core wipes its state, the router and the FIFOs restart (the
-        # router's round-robin pointers included), as after reset
-        clr = Signal()
+        # router's round-robin pointers included), as after reset; `clr` is the registered
+        # pulse (the cycle after the word is taken) that does it
+        clr_word, clr = Signal(), Signal()
+        m.d.sync += clr.eq(clr_word)
         m.submodules.router = ResetInserter(clr)(router)
+        delayed = any(d.delayed for t in cfg.tables for e in t.entries for d in e.destinations)
         ev_layout = router.event_layout
 
         # ------------------------------------------------------------------ controller state
@@ -176,18 +179,25 @@ class Accelerator(wiring.Component):
         m.d.comb += self.running.eq(state != WAIT)
 
         # ------------------------------------------------------------------ host output
+        # {element, end} words in block RAM; the cycle counts of the markers in a small FIFO
+        # beside it (a marker is written in the cycle after the last check cycle)
         out_depth = 2 * (cfg.outputs + 1)
-        ofifo = _fifo(m, "out_fifo", self.out_layout, out_depth)
-        marker = Signal()  # the end-of-step marker, in the last check cycle
         ob = index_bits(cfg.outputs)
+        ofifo = _fifo(m, "out_fifo", ob + 1, out_depth)
+        cfifo = m.submodules.cycles_fifo = _RegFifo(COUNTER_BITS, 4)
+        marker, marker_q = Signal(), Signal()  # the check cycle of the last phase; the next
+        m.d.sync += marker_q.eq(marker)
+        head_end = ofifo.r.payload[ob]
         m.d.comb += [
             router.host_out.ready.eq(1),
-            ofifo.w_en.eq(router.host_out.valid | marker),
-            ofifo.w_data.eq(Mux(marker, Cat(Const(0, ob), Const(1, 1), cyc + 1),
-                                Cat(router.host_out.payload[:ob], Const(0, 1 + COUNTER_BITS)))),
+            ofifo.w_en.eq(router.host_out.valid | marker_q),
+            ofifo.w_data.eq(Mux(marker_q, Cat(Const(0, ob), Const(1, 1)),
+                                Cat(router.host_out.payload[:ob], Const(0, 1)))),
+            cfifo.w_en.eq(marker_q), cfifo.w_data.eq(self.cycles_last_step),
             self.host_out.valid.eq(ofifo.r.valid),
-            self.host_out.payload.eq(ofifo.r.payload),
+            self.host_out.payload.eq(Cat(ofifo.r.payload, Mux(head_end, cfifo.r_data, 0))),
             ofifo.r.ready.eq(self.host_out.ready),
+            cfifo.r_en.eq(self.host_out.ready & ofifo.r.valid & head_end),
         ]  # fmt: skip
 
         # ------------------------------------------------------------------ host input
@@ -202,7 +212,7 @@ class Accelerator(wiring.Component):
         routed_bits = Const(sum(b << i for i, b in enumerate(routed)), cfg.host_elements)
         take_in = hin.valid & hin.ready
         m.d.comb += [
-            clr.eq(take_in & hin.payload.end & hin.payload.clear),
+            clr_word.eq(take_in & hin.payload.end & hin.payload.clear),
             hin.ready.eq((state == WAIT) & (ofifo.level <= cfg.outputs + 1)),
             hfifo.w_data.eq(Cat(hin.payload.element, hin.payload.payload)),
             hfifo.w_en.eq(
@@ -250,13 +260,15 @@ class Accelerator(wiring.Component):
 
             # input FIFO with bypass; next-step banks
             ififo = _fifo(m, f"in_fifo{c}", ev_layout, self.fifo_depth, clr)
-            banks = [_fifo(m, f"next{c}_{b}", ev_layout, self.fifo_depth, clr) for b in (0, 1)]
             ev, dl = router.events_out[c], router.delayed_out[c]
             m.d.comb += [ev.ready.eq(1), dl.ready.eq(1)]
+            # the next-step banks, only when some route is delayed
+            banks = ([_fifo(m, f"next{c}_{b}", ev_layout, self.fifo_depth, clr) for b in (0, 1)]
+                     if delayed else [])  # fmt: skip
             for b, bank in enumerate(banks):
                 m.d.comb += [bank.w_en.eq(dl.valid & (fill == b)), bank.w_data.eq(dl.payload)]
-            drain_rdy = Mux(fill, banks[0].r.valid, banks[1].r.valid)
-            drain_data = Mux(fill, banks[0].r.payload, banks[1].r.payload)
+            drain_rdy = Mux(fill, banks[0].r.valid, banks[1].r.valid) if banks else Const(0)
+            drain_data = Mux(fill, banks[0].r.payload, banks[1].r.payload) if banks else 0
             busy_terms += [ififo.r.valid, drain_rdy & phase0]
             use_drain = phase0 & drain_rdy
             direct = ~use_drain & ~ififo.r.valid
@@ -294,7 +306,8 @@ class Accelerator(wiring.Component):
         steps = Signal(COUNTER_BITS)
         cycles = Signal(COUNTER_BITS)
         n_takes = sum((t.as_unsigned() for t in takes), Const(0, index_bits(C + 1) + 1))
-        m.d.sync += events.eq(events + n_takes)
+        takes_q = Signal.like(n_takes)  # registered before the adder (off the takes' paths)
+        m.d.sync += [takes_q.eq(n_takes), events.eq(events + takes_q)]
         m.d.comb += [self.events.eq(events), self.steps.eq(steps),
                      self.cycles_last_step.eq(cycles)]  # fmt: skip
 
@@ -302,12 +315,12 @@ class Accelerator(wiring.Component):
         m.d.sync += cyc.eq(cyc + 1)
         with m.Switch(state):
             with m.Case(WAIT):
-                with m.If(clr):
+                with m.If(clr_word):
                     m.d.sync += [state.eq(CLEAR), fill.eq(0)]
                 with m.Elif(take_in & hin.payload.end):
                     m.d.sync += [state.eq(START), phase.eq(0), fill.eq(~fill), cyc.eq(0)]
-            with m.Case(CLEAR):  # the cores wipe their state (N cycles)
-                with m.If(~Cat(*(core.busy for core in cores)).any()):
+            with m.Case(CLEAR):  # `clr`, then the cores wipe their state (N cycles)
+                with m.If(~clr & ~Cat(*(core.busy for core in cores)).any()):
                     m.d.sync += state.eq(WAIT)
             with m.Case(START):
                 m.d.sync += state.eq(WORK)
@@ -318,6 +331,31 @@ class Accelerator(wiring.Component):
                         m.d.sync += [state.eq(WAIT), cycles.eq(cyc + 1), steps.eq(steps + 1)]
                     with m.Else():
                         m.d.sync += [state.eq(START), phase.eq(phase + 1)]
+        return m
+
+
+class _RegFifo(Elaboratable):
+    """A FIFO of a few words in flip-flops (``w_en``/``w_data``, ``r_en``/``r_data``: the head,
+    valid while not empty); writes when full are lost (the user bounds its entries)."""
+
+    def __init__(self, width: int, depth: int) -> None:
+        self.w_en, self.w_data = Signal(), Signal(width)
+        self.r_en, self.r_data = Signal(), Signal(width)
+        self.width, self.depth = width, depth
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = Array(Signal(self.width, name=f"r{k}") for k in range(self.depth))
+        wp, rp = Signal(range(self.depth)), Signal(range(self.depth))
+
+        def nxt(x):
+            return Mux(x == self.depth - 1, 0, x + 1)
+
+        m.d.comb += self.r_data.eq(regs[rp])
+        with m.If(self.w_en):
+            m.d.sync += [regs[wp].eq(self.w_data), wp.eq(nxt(wp))]
+        with m.If(self.r_en):
+            m.d.sync += rp.eq(nxt(rp))
         return m
 
 

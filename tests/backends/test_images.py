@@ -220,7 +220,7 @@ def test_conv_output_and_padding() -> None:
     assert [(s.population, s.size, s.n_groups) for s in out] == [("l2", 5, 1)]
     # padding neurons never fire: top threshold, no bias
     pad = img.cores[0].neurons[(out[0].first_group * 8) + 5]
-    assert pad.threshold == (1 << 23) - 1 and pad.bias == 0
+    assert pad.threshold == (1 << 19) - 1 and pad.bias == 0  # the preset's 20-bit state
     assert img.levels["l1"] == 1 and img.levels["l2"] == 2
 
 
@@ -307,7 +307,7 @@ def test_refusals_of_what_the_accelerator_cannot_compute() -> None:
     g, m = compiled(_recurrent(steps=2))
     with pytest.raises(BackendError, match="synapses from 'l1' have delay 2"):
         build_images(g, m, "ice40-up5k")
-    t = "ice40-up5k"
+    t = "ecp5-25k"  # 24-bit state: the graded MLP needs 23-bit membranes
     tail = f"partition{{target={t}}},place{{target={t}}},route{{target={t}}}"
     spec = f"canonicalize,quantize{{state-bits=12,saturate=true}},{tail}"
     g, m = compiled(mlp(w1, w2.astype(np.float32)), passes=spec)
@@ -318,12 +318,12 @@ def test_refusals_of_what_the_accelerator_cannot_compute() -> None:
     assert build_images(g, m, t).params.payload_bits == 8
     with pytest.raises(BackendError, match="graded input of 17 bits"):
         build_images(g.replace(meta=dict(g.meta, input_bits=17)), m, t)
-    g, m = compiled(DIGITS)
+    g, m = compiled(DIGITS, t)
     grp = m.cores[0].groups[0]
     grp.synapses[0].data[:3] = 1000
     with pytest.raises(BackendError, match="need more than the accelerator's 8-bit lanes"):
         build_images(g, m, t)
-    g, m = compiled(DIGITS)
+    g, m = compiled(DIGITS, t)
     th = m.network.populations["l3"].params["threshold"].copy()
     th[4] = 1 << 30
     m.network.populations["l3"].params["threshold"] = th

@@ -105,16 +105,16 @@ def test_cuba_lif_net(recurrent: bool) -> None:
 
 def test_if_threshold_split_axons_graded_and_shift_decays() -> None:
     w1, w2, rec = _weights(4)
-    check_exact(mlp(w1, w2, cls=N.IF), spikes(12, 3, 12, 4))
+    check_exact(mlp(w1, w2, cls=N.IF), spikes(12, 3, 12, 4), "ecp5-25k")  # 24-bit membranes
     check_exact(threshold_net(0), spikes(12, 3, 10, 5))
     _, img, _ = check_exact(skip_net(0), spikes(12, 3, 10, 5))
     assert img.host_routes.immediate[0].targets[0].stride == 2
-    t = "ice40-up5k"
+    t = "ecp5-25k"  # 24-bit state: graded input needs 23-bit membranes here
     tail = f"partition{{target={t}}},place{{target={t}}},route{{target={t}}}"
     x = np.random.default_rng(0).random((10, 3, 12)).astype(np.float32)
-    check_exact(mlp(w1, w2), x, passes=f"canonicalize,quantize{{input=graded,input-bits=8,"
+    check_exact(mlp(w1, w2), x, t, passes=f"canonicalize,quantize{{input=graded,input-bits=8,"
                 f"input-max=1.0}},{tail}")  # fmt: skip
-    check_exact(mlp(w1, w2, recurrent=rec), spikes(12, 3, 12, 4),
+    check_exact(mlp(w1, w2, recurrent=rec), spikes(12, 3, 12, 4), t,
                 passes=f"canonicalize,quantize{{decay=shift}},{tail}")  # fmt: skip
 
 

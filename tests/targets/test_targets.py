@@ -105,7 +105,7 @@ def test_fpga_preset_device_resources_match_reference_section_3(
 def test_fpga_preset_sizing():
     up5k, e25, e85 = (load_target(n) for n in FPGA_PRESETS)
     assert (up5k.cores, up5k.topology, up5k.mesh) == (1, "crossbar", (1, 1))
-    assert up5k.core.neurons == 1024
+    assert (up5k.core.neurons, up5k.core.state_bits) == (256, 20)  # fits 30 EBR
     assert up5k.core.synapse_memory_bits == 4 * 256 * 1024  # all four SPRAMs
     assert (up5k.fpga.weight_memory, up5k.fpga.lanes, up5k.fpga.clock_mhz) == ("spram", 8, 48.0)
     assert (e25.cores, e25.mesh, e25.core.neurons, e25.fpga.clock_mhz) == (2, (2, 1), 512, 100.0)
