@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snnc.errors import SnncError
 from snnc.ir.graph import Graph
 from snnc.passes.manager import PassContext, Pipeline, parse_spec
 
@@ -43,6 +44,7 @@ class BuildResult:
     directory: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
     image: object = None  #: the FPGA memory images, when the build wrote them
+    bitstream: object = None  #: the BitstreamResult, when a board was given and it built
     summary: str | None = None  #: the FPGA report's text, when a sample input was given
 
     def report(self) -> str:
@@ -165,13 +167,17 @@ def compile_model(
     weight_bits: int | None = None,
     calibrate=None,
     sample=None,
+    board: str | None = None,
     **load_kw,
 ) -> BuildResult:
     """Load, run the target's pipeline (or ``passes``) and, with ``output``, write the build.
 
     For an FPGA target the build also holds the accelerator (``snnc/backends/fpga/emit.py``)
     and, with a ``sample`` input (default: the calibration input), ``summary.txt`` and
-    ``report.html`` (``snnc/backends/fpga/report.py``) from simulating it."""
+    ``report.html`` (``snnc/backends/fpga/report.py``) from simulating it. With ``board``
+    (``snnc/backends/fpga/board.py``) it builds the bitstream into ``bitstream/``; when the
+    toolchain fails or the design does not fit, the build is written without the bitstream but
+    with ``bitstream/toolchain.log``, and the error is raised afterwards."""
     from snnc.api import load, load_input, pipeline
     from snnc.targets import load_target
 
@@ -193,27 +199,62 @@ def compile_model(
         if sample is not None:
             inputs["sample"] = input_record(sample)
         extra = None
+        failed: list[Exception] = []
         if t.kind == "fpga":
             xs = load_input(sample) if sample is not None else None
 
             def extra(tmp: Path) -> None:
-                _fpga_files(result, t, tmp, xs)
+                _fpga_files(result, t, tmp, xs, board, failed)
 
-        write_build(result, Path(output), inputs=inputs,
-                    options={"target": target, "passes": spec}, extra=extra)  # fmt: skip
+        elif board is not None:
+            raise SnncError(f"--board {board}: target '{t.name}' is not an FPGA target")
+        options = {"target": target, "passes": spec} | ({"board": board} if board else {})
+        write_build(result, Path(output), inputs=inputs, options=options, extra=extra)
+        if failed:
+            raise failed[0]
     return result
 
 
-def _fpga_files(result: BuildResult, target, tmp: Path, sample) -> None:
-    """The accelerator's Verilog and memory files and, with a sample input, its report."""
+def _fpga_files(result: BuildResult, target, tmp: Path, sample, board, failed: list) -> None:
+    """The accelerator's Verilog and memory files, with a board its bitstream, and with a
+    sample input its report (which then includes the bitstream's utilisation and fmax)."""
     from snnc.backends.fpga.emit import emit
 
     image, _ = emit(result.graph, target, tmp)
     result.image = image
+    if board is not None:
+        from snnc.backends.fpga.board import BOARDS, build_bitstream
+
+        if board in BOARDS and BOARDS[board][2] != target.name:
+            raise SnncError(f"--board {board} carries the {BOARDS[board][2]} device; compile for "
+                            f"--target {BOARDS[board][2]} (this build is for '{target.name}')")
+        try:
+            result.bitstream = build_bitstream(image, board, tmp / "bitstream")
+        except SnncError as e:  # the build is still written, with the toolchain's log
+            failed.append(e)
+        if result.bitstream is not None:
+            (tmp / "bitstream" / "result.txt").write_text(result.bitstream.line() + "\n")
     if sample is not None:
         from snnc.backends.fpga.report import fpga_report
 
-        rep = fpga_report(result.graph, image, target, sample)
+        rep = fpga_report(result.graph, image, target, sample, synth=_synth_of(result.bitstream))
         result.summary = rep.text()
         (tmp / "summary.txt").write_text(result.summary)
         (tmp / "report.html").write_text(rep.html())
+
+
+def _synth_of(bitstream):
+    """The bitstream's figures as the report's synthesis result."""
+    if bitstream is None:
+        return None
+    from snnc.rtl.synth import CELLS, SynthResult
+
+    family = "ice40" if "ICESTORM_LC" in bitstream.utilisation else "ecp5"
+    names = CELLS[family]
+
+    def used(key: str) -> int:
+        return bitstream.utilisation.get(names.get(key, ""), (0, 0))[0]
+
+    ff = used("ff") if family == "ecp5" else -1
+    return SynthResult(bitstream.board, bitstream.utilisation, used("luts"), ff, used("ram"),
+                       used("spram"), used("dsp"), bitstream.fmax_mhz, bitstream.target_mhz)

@@ -311,6 +311,45 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _board_arg(args) -> str | None:
+    """--board, or with --bitstream alone the board of the target's device."""
+    if args.board is None and not args.bitstream:
+        return None
+    if args.board is not None:
+        return args.board
+    from snnc.backends.fpga.board import BOARDS
+
+    for name, (_, _, preset) in BOARDS.items():
+        if preset == args.target or (args.target == "fpga" and preset == "ecp5-25k"):
+            return name
+    raise SnncError(f"--bitstream: no board carries target '{args.target}'; name one with "
+                    f"--board ({', '.join(BOARDS)})")  # fmt: skip
+
+
+def cmd_run(args) -> int:
+    from snnc.api import load_input
+    from snnc.backends.fpga import engines as E
+    from snnc.host.run import open_board, run_on_board
+
+    build = E.open_build(args.build)
+    x = load_input(args.input)
+    link = open_board(args.port, build.image, baud=args.baud)
+    try:
+        out, cycles = run_on_board(link, build.image, x, build.graph)
+    finally:
+        link.close()
+    t, b = out.shape[:2]
+    per = cycles.sum(axis=0)
+    print(f"ran {b} input(s) x {t} steps on the board at {args.port}: cycles per step mean "
+          f"{cycles.mean():.1f}, per input {per.mean():.1f}")  # fmt: skip
+    counts = out.reshape(t, b, -1).sum(axis=0)
+    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])))
+    if args.output:
+        _atomic_npz(Path(args.output), {"output": out.astype(np.uint8), "cycles": cycles})
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_compile(args) -> int:
     from snnc.build import compile_model
 
@@ -319,7 +358,8 @@ def cmd_compile(args) -> int:
     out = Path(args.output) if args.output else Path("build") / f"{Path(args.model).stem}-{target}"
     result = compile_model(
         args.model, target=target, output=out, passes=args.passes, weight_bits=args.weight_bits,
-        calibrate=args.calibrate, sample=args.sample, dt=args.dt, input_shape=args.input_shape,
+        calibrate=args.calibrate, sample=args.sample, board=_board_arg(args),
+        dt=args.dt, input_shape=args.input_shape,
         trust_pickle=args.trust_pickle, model_def=args.model_def, notes=notes,
         nir_flavor=args.nir_flavor,
     )  # fmt: skip
@@ -334,6 +374,8 @@ def cmd_compile(args) -> int:
     elif result.image is not None:
         print("(pass --sample X.npy to add cycles, latency, firing and energy: summary.txt, "
               "report.html)")  # fmt: skip
+    if result.bitstream is not None:
+        print(f"bitstream: {result.bitstream.line()}")
     shown = sorted(f for f in result.files if "/" not in f)
     dirs = sorted({f.split("/")[0] + "/" for f in result.files if "/" in f})
     print(f"wrote {out}/ ({', '.join(shown + dirs)})")
@@ -428,8 +470,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", metavar="X.npy",
                    help="input (T, B, ...) simulated for the FPGA report: cycles, latency, "
                         "firing, energy (default: the --calibrate input)")  # fmt: skip
+    s.add_argument("--bitstream", action="store_true",
+                   help="also build the bitstream (YoWASP Yosys + nextpnr) for the target's "
+                        "board, or --board's")  # fmt: skip
+    s.add_argument("--board", choices=["icebreaker", "ulx3s-25f", "ulx3s-85f"],
+                   help="the board to build the bitstream for (implies --bitstream)")
     s.add_argument("--report", action="store_true", help="print the pass and fit reports")
     s.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("run", help="run an FPGA build on its board over the USB UART")
+    s.add_argument("build", help="a build directory compiled with --bitstream and flashed")
+    s.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB1")
+    s.add_argument("--input", required=True, help="time-major input (T, B, ...) as .npy/.npz")
+    s.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    s.add_argument("-o", "--output", help="write output spikes and cycles to this .npz")
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("convert", help="write a model as NIR (.nir) or snnc IR (.json, .snnc)")
     _model_args(s)

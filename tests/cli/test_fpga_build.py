@@ -157,3 +157,25 @@ def test_spram_build_loads_its_weights(tmp_path: Path, x: Path) -> None:
     xs = np.load(x)[:, :2]
     v, c = E.run(b, "verilator", xs), E.run(b, "cycle", xs)
     assert E.first_divergence(v, c, b.image.output) is None and v.output.sum() > 0
+
+
+def test_bitstream_for_the_icebreaker(tmp_path: Path, capsys) -> None:
+    """~25 s: the digits net on the UP5K preset: bitstream, utilisation and fmax in the build
+    and its report (the weights sit in SPRAM and are loaded over the link)."""
+    out = tmp_path / "b"
+    assert main(["compile", str(DIGITS / "model.pt"), "--target", "ice40-up5k", "--bitstream",
+                 "-o", str(out), "--sample", str(DIGITS / "sample_input.npy")]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "bitstream: icebreaker: top.bin" in text and "ICESTORM_SPRAM 4/4" in text
+    files = json.loads((out / "build.json").read_text())["files"]
+    assert "bitstream/top.bin" in files and (out / "bitstream" / "top.bin").stat().st_size > 1000
+    assert "synthesis       icebreaker" in (out / "summary.txt").read_text()
+    assert (out / "mem" / "load.hex").is_file()
+
+
+def test_board_and_target_must_agree(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b"
+    assert main(["compile", str(DIGITS / "model.pt"), "--target", "ecp5-25k", "--board",
+                 "icebreaker", "-o", str(out)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--board icebreaker carries the ice40-up5k device" in err and not out.exists()
