@@ -226,8 +226,10 @@ def _fpga_files(result: BuildResult, target, tmp: Path, sample, board, failed: l
         from snnc.backends.fpga.board import BOARDS, build_bitstream
 
         if board in BOARDS and BOARDS[board][2] != target.name:
-            raise SnncError(f"--board {board} carries the {BOARDS[board][2]} device; compile for "
-                            f"--target {BOARDS[board][2]} (this build is for '{target.name}')")
+            raise SnncError(
+                f"--board {board} carries the {BOARDS[board][2]} device; compile for "
+                f"--target {BOARDS[board][2]} (this build is for '{target.name}')"
+            )
         try:
             result.bitstream = build_bitstream(image, board, tmp / "bitstream")
         except SnncError as e:  # the build is still written, with the toolchain's log
@@ -256,5 +258,14 @@ def _synth_of(bitstream):
         return bitstream.utilisation.get(names.get(key, ""), (0, 0))[0]
 
     ff = used("ff") if family == "ecp5" else -1
-    return SynthResult(bitstream.board, bitstream.utilisation, used("luts"), ff, used("ram"),
-                       used("spram"), used("dsp"), bitstream.fmax_mhz, bitstream.target_mhz)
+    return SynthResult(
+        bitstream.board,
+        bitstream.utilisation,
+        used("luts"),
+        ff,
+        used("ram"),
+        used("spram"),
+        used("dsp"),
+        bitstream.fmax_mhz,
+        bitstream.target_mhz,
+    )

@@ -473,8 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bitstream", action="store_true",
                    help="also build the bitstream (YoWASP Yosys + nextpnr) for the target's "
                         "board, or --board's")  # fmt: skip
-    s.add_argument("--board", choices=["icebreaker", "ulx3s-25f", "ulx3s-85f"],
-                   help="the board to build the bitstream for (implies --bitstream)")
+    s.add_argument(
+        "--board",
+        choices=["icebreaker", "ulx3s-25f", "ulx3s-85f"],
+        help="the board to build the bitstream for (implies --bitstream)",
+    )
     s.add_argument("--report", action="store_true", help="print the pass and fit reports")
     s.set_defaults(func=cmd_compile)
 
