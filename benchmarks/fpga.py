@@ -44,7 +44,7 @@ def one_target(name: str, x: np.ndarray, work: Path, synth: bool) -> dict:
         "identical": same, "images": x.shape[1], "cycles_image": float(per_image.mean()),
         "us_image": float(per_image.mean() / build.target.fpga.clock_mhz),
         "mcps": v.sim_cycles / v.seconds / 1e6, "sim_cycles": v.sim_cycles,
-        "cores": len(build.image.cores),
+        "cores": len(build.image.cores), "clock": build.target.fpga.clock_mhz,
     }  # fmt: skip
     if synth:
         row["synth"] = synthesise(build, work / f"{name}-synth")
@@ -59,10 +59,11 @@ def synthesise(build, work: Path) -> str:
     w = PinWrapper.around(accelerator(build.image))
     device = build.target.fpga.device
     try:
-        return synthesize(w, [w.pin_in, w.pin_out], device, workdir=work).line()
+        r = synthesize(w, [w.pin_in, w.pin_out], device, workdir=work)
     except SnncError as e:
         last = [ln for ln in str(e).splitlines() if "ERROR" in ln or "Unable" in ln]
-        return f"{device}: does not fit / failed: {(last or [str(e)])[-1].strip()}"
+        return f"{device}: does not fit / failed: {(last or [str(e)])[-1].strip()}", None
+    return r.line(), r.fmax_mhz
 
 
 def main() -> int:
@@ -95,7 +96,10 @@ def main() -> int:
     if not args.no_synth:
         print("\nWhole accelerator after Yosys + nextpnr (every port driven from one pin):")
         for r in rows:
-            print(f"  {r['synth']}")
+            line, fmax = r["synth"]
+            clk = min(fmax or 0.0, r["clock"])
+            at = f"; at {clk:.1f} MHz: {r['cycles_image'] / clk:.0f} us/image" if fmax else ""
+            print(f"  {line}{at}")
     return 0
 
 
