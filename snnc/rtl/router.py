@@ -28,7 +28,8 @@ port valid in ``r+2`` (2 cycles from FIFO read to destination; ``latency``), and
 read every cycle if each of its spikes has at most one event per port.
 
 ``deep=True`` (the accelerator's) puts a *lookup stage* between the read and the head: in cycle
-``r`` a spike is taken if the stage is empty or passes its spike on in ``r``; the stage passes its
+``r`` a spike is taken if the stage is empty at the start of ``r`` (ready is the stage's register,
+so a source is read at most every other cycle while its head is busy); the stage passes its
 spike to the head at the end of the first cycle ``t >= r+1`` in which the head is empty or empties;
 the events take part in arbitration from ``t+1`` (the rest as above). Without contention: ``r+3``.
 
@@ -273,7 +274,9 @@ class Router(wiring.Component):
         if self.deep:  # the lookup stage holds the spike while the memory answers
             sv, load = Signal(name=f"stage{s}"), Signal(name=f"load{s}")
             sn, sp = Signal.like(n, name=f"stage_neuron{s}"), Signal.like(pay, name=f"stage_pay{s}")
-            m.d.comb += [load.eq(sv & (~hv | fin)), inp.ready.eq(~sv | load)]
+            # ready from the stage's register only (not from this cycle's arbitration): a
+            # spike is read while the stage is empty
+            m.d.comb += [load.eq(sv & (~hv | fin)), inp.ready.eq(~sv)]
             with m.If(take):
                 m.d.sync += [sv.eq(1), sn.eq(index), sp.eq(new_pay)]
             with m.Elif(load):

@@ -17,9 +17,10 @@ instead: every core writes zeros over its state and accumulators (``N`` cycles, 
 low), and the router, the input, host and next-step FIFOs restart as after reset (delayed events
 still waiting are dropped); the counters keep counting. Events with payload 0 or of an element
 without routes are dropped at the door (the host may send every element, or only the non-zero ones).
-The step starts in the cycle after the end word is taken; ``host_in.ready`` is low while a step
-runs, and also between steps while ``host_out`` holds more than one step's worth of words (the host
-must drain it).
+Every taken word is registered and acted on in the next cycle, so the step starts two cycles after
+the end word is taken; ``host_in.ready`` (a function of registers) is low in the cycle after an
+end word, while a step runs, and between steps while ``host_out`` holds more than one step's worth
+of words (the host must drain it).
 
 ``host_out`` (stream of ``{element, end, cycles}``): the output population's spikes of the step
 (``element`` in hardware order, ``AcceleratorImage.output_perm``) in the order the router delivers
@@ -211,15 +212,22 @@ class Accelerator(wiring.Component):
                 routed[e.first : e.last + 1] = [1] * (e.last - e.first + 1)
         routed_bits = Const(sum(b << i for i, b in enumerate(routed)), cfg.host_elements)
         take_in = hin.valid & hin.ready
+        # a taken word is registered and acted on in the next cycle (filtering, FIFO write,
+        # end, clear); ready comes from registers: not after an end word still being acted
+        # on, and only while the output FIFO has room for a whole step (its level one cycle
+        # ago, so one entry less)
+        in_v, in_q = Signal(), Signal(self.in_layout)
+        room = Signal()
+        m.d.sync += [in_v.eq(take_in), room.eq(ofifo.level <= cfg.outputs)]
+        with m.If(take_in):
+            m.d.sync += in_q.eq(hin.payload)
+        end_word = in_v & in_q.end
         m.d.comb += [
-            clr_word.eq(take_in & hin.payload.end & hin.payload.clear),
-            hin.ready.eq((state == WAIT) & (ofifo.level <= cfg.outputs + 1)),
-            hfifo.w_data.eq(Cat(hin.payload.element, hin.payload.payload)),
+            clr_word.eq(end_word & in_q.clear),
+            hin.ready.eq((state == WAIT) & room & ~end_word),
+            hfifo.w_data.eq(Cat(in_q.element, in_q.payload)),
             hfifo.w_en.eq(
-                take_in
-                & ~hin.payload.end
-                & (hin.payload.payload != 0)
-                & routed_bits.bit_select(hin.payload.element, 1)
+                in_v & ~in_q.end & (in_q.payload != 0) & routed_bits.bit_select(in_q.element, 1)
             ),  # fmt: skip
         ]
         h_out = data.View(h_layout, hfifo.r.payload)
@@ -255,7 +263,7 @@ class Accelerator(wiring.Component):
             m.d.comb += core.cmd.valid.eq(work & pending)
             with m.If(core.cmd.valid & core.cmd.ready):
                 m.d.sync += ptr.eq(ptr + 1)
-            with m.If((state == WAIT) & take_in & hin.payload.end):
+            with m.If((state == WAIT) & end_word):
                 m.d.sync += ptr.eq(0)
 
             # input FIFO with bypass; next-step banks
@@ -317,7 +325,7 @@ class Accelerator(wiring.Component):
             with m.Case(WAIT):
                 with m.If(clr_word):
                     m.d.sync += [state.eq(CLEAR), fill.eq(0)]
-                with m.Elif(take_in & hin.payload.end):
+                with m.Elif(end_word):
                     m.d.sync += [state.eq(START), phase.eq(0), fill.eq(~fill), cyc.eq(0)]
             with m.Case(CLEAR):  # `clr`, then the cores wipe their state (N cycles)
                 with m.If(~clr & ~Cat(*(core.busy for core in cores)).any()):

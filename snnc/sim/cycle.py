@@ -38,7 +38,7 @@ Cycle accounting (a step's cycles are numbered from its first cycle, 0):
   be read from ``w+1``) and, in phase 0, the host's input stream (the step's non-zero input
   elements in element order, all readable from ``s+1``). Each source has a *lookup stage* and a
   *head*: in cycle ``r`` the router reads the source's next spike into the stage if the stage is
-  empty (or passes its spike on in ``r``); the stage passes its spike to the head in the first
+  empty at the start of ``r``; the stage passes its spike to the head in the first
   cycle ``h >= r+1`` in which the head is empty (or is emptied by that cycle's arbitration);
   from ``h+1`` on the head's events take part in arbitration. Its events are its
   routing-table lookups: immediate targets, then delayed ones, ``stride`` consecutive axons
@@ -348,6 +348,7 @@ def _route(sources: list[list[tuple[int, tuple]]], n_ports: int, rr: list[int]):
     stages: dict[int, tuple[int, tuple]] = {}  # the lookup stage: (read cycle, expansion)
     last, c = -1, 0
     while heads or stages or remaining:
+        full: set[int] = set()  # stages full at the start of the cycle
         if not heads and not stages:
             c = max(c, min(s[nxt[i]][0] for i, s in enumerate(sources) if nxt[i] < len(s)))
         else:
@@ -372,12 +373,14 @@ def _route(sources: list[list[tuple[int, tuple]]], n_ports: int, rr: list[int]):
             for i in [i for i, (load, q) in heads.items() if load < c and not q]:
                 del heads[i]
                 last = max(last, c)
-            # the lookup stage passes its spike on into an empty (or emptied) head
+            # the lookup stage passes its spike on into an empty (or emptied) head; a stage
+            # that does so is still full for this cycle's read (ready is its register)
+            full = set(stages)
             for i in [i for i, (r, _) in stages.items() if r < c and i not in heads]:
                 heads[i] = (c, {p: deque(ev) for p, ev in stages.pop(i)[1]})
                 last = max(last, c + 1)
         for i, s in enumerate(sources):
-            if i not in stages and nxt[i] < len(s) and s[nxt[i]][0] <= c:
+            if i not in full and i not in stages and nxt[i] < len(s) and s[nxt[i]][0] <= c:
                 stages[i] = (c, s[nxt[i]][1])
                 nxt[i] += 1
                 remaining -= 1

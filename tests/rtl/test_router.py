@@ -85,11 +85,12 @@ def reference(setup: Setup, spikes, ready, cycles: int):
         for s, h in enumerate(heads):
             if h and h["r"] < t and not any(h["q"].values()):
                 heads[s] = None
+            stage_full = stage[s] is not None  # deep: ready is the stage's register
             if heads[s] is None and stage[s] is not None and stage[s][0] < t:
                 heads[s] = _head(setup, s, t, *stage[s][1:])
                 stage[s] = None
-            waiting = stage[s] if setup.deep else heads[s]
-            if waiting is None and nxt[s] < len(spikes[s]) and spikes[s][nxt[s]][0] <= t:
+            waiting = stage_full if setup.deep else heads[s]
+            if not waiting and nxt[s] < len(spikes[s]) and spikes[s][nxt[s]][0] <= t:
                 _, n, pay = spikes[s][nxt[s]]
                 if setup.deep:
                     stage[s] = (t, n, pay)

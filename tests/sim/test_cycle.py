@@ -148,25 +148,26 @@ def test_cycles_of_a_known_event_sequence() -> None:
     res = simulate(img, x)
     _, rec = int_sim(g, x, record=True)
     assert rec["l1"][0].sum() == 3 and rec["l2"][0].sum() == 2 and rec["l1"][1].sum() == 0
-    # P = 8: l1 is group 0, l2 group 1; every row is one word.
-    # Step 0, phase 0 (start s=0): host elements readable at 1. The router reads e0 into the
-    #   lookup stage at 1, moves it to the head at 2, grants it at 3 (in the core's FIFO at 4);
-    #   e1: stage 2, head 3 (the head empties at 3), granted 4, FIFO 5. The core takes e0 at 4
-    #   (busy 4..9) and e1 at 5 (busy 5..10): last busy 10, check 11 -> 12 cycles.
-    # Phase 1 (s=12): update(0, 1) at 13, busy 13..25 (8 + 5 cycles); neurons 0..2 write at
-    #   18..20, are read at 19..21, granted at 21..23, in the FIFO at 22..24. The core is ready
-    #   at 26 and takes them at 26, 27, 28 (busy to 33): check 34 -> 23 cycles.
-    # Phase 2 (s=35): update(1, 1) at 36, busy 36..48; neurons 8, 9 write at 41, 42, reach the
-    #   host at 45, 46: last busy 48, check 49 -> 15 cycles. Step: 12 + 23 + 15 = 50.
+    # P = 8: l1 is group 0, l2 group 1; every row is one word. A source is read only while its
+    # lookup stage is empty at the start of the cycle.
+    # Step 0, phase 0 (start s=0): host elements readable at 1. e0: stage 1, head 2, granted 3
+    #   (in the core's FIFO at 4); e1: stage 3 (the stage was full in 2), head 4, granted 5,
+    #   FIFO 6. The core takes e0 at 4 (busy 4..9) and e1 at 6 (busy 6..11): check 12 -> 13.
+    # Phase 1 (s=13): update(0, 1) at 14, busy 14..26 (8 + 5 cycles); neurons 0..2 write at
+    #   19..21 (readable 20..22); n0: stage 20, head 21, granted 22, FIFO 23; n1: stage 22, head
+    #   23, FIFO 25; n2: stage 24, head 25, FIFO 27. The core is ready at 27 and takes them at
+    #   27, 28, 29 (busy to 34): check 35 -> 23 cycles.
+    # Phase 2 (s=36): update(1, 1) at 37, busy 37..49; neurons 8, 9 write at 42, 43, reach the
+    #   host at 46, 48: last busy 49, check 50 -> 15 cycles. Step: 13 + 23 + 15 = 51.
     # Step 1: phase 0 has nothing (2 cycles); phases 1 and 2 are one update each (15 cycles).
-    np.testing.assert_array_equal(res.phase_cycles[:, 0], [[12, 23, 15], [2, 15, 15]])
-    np.testing.assert_array_equal(res.cycles[:, 0], [50, 32])
+    np.testing.assert_array_equal(res.phase_cycles[:, 0], [[13, 23, 15], [2, 15, 15]])
+    np.testing.assert_array_equal(res.cycles[:, 0], [51, 32])
     # memory port: 2 + 3 events of one word, 8 + 8 neurons updated; then 16
     np.testing.assert_array_equal(res.bound[:, 0], [21, 16])
     np.testing.assert_array_equal(res.events[:, 0, 0], [5, 0])
-    # busy: 4..10, 13..25, 26..33, 36..48 -> 7 + 13 + 8 + 13; step 1: 13 + 13
-    np.testing.assert_array_equal(res.busy[:, 0, 0], [41, 26])
-    # the three l1 spikes wait in the input FIFO (22..24) until the update ends (26)
+    # busy: 4..11, 14..26, 27..34, 37..49 -> 8 + 13 + 8 + 13; step 1: 13 + 13
+    np.testing.assert_array_equal(res.busy[:, 0, 0], [42, 26])
+    # the three l1 spikes wait in the input FIFO (23, 25, 27) until the update ends (27)
     np.testing.assert_array_equal(res.fifo_peak[:, 0, 0], [3, 0])
 
 
