@@ -241,6 +241,12 @@ def _fpga_files(result: BuildResult, target, tmp: Path, sample, board, failed: l
 
         rep = fpga_report(result.graph, image, target, sample, synth=_synth_of(result.bitstream))
         result.summary = rep.text()
+        bs = result.bitstream
+        if bs is not None:  # the bitstream runs at the board's clock, not the target's
+            result.summary += (
+                f"on the board    {rep.cycles_per_input / bs.target_mhz:,.2f} µs/input "
+                f"at the {bs.target_mhz:g} MHz board clock ({bs.board})\n"
+            )
         (tmp / "summary.txt").write_text(result.summary)
         (tmp / "report.html").write_text(rep.html())
 

@@ -5,6 +5,7 @@ cycle for cycle); --check names the first divergence; bad input is one message."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,12 @@ def test_bitstream_for_the_icebreaker(tmp_path: Path, capsys) -> None:
     assert "bitstream: icebreaker: top.bin" in text and "ICESTORM_SPRAM 4/4" in text
     files = json.loads((out / "build.json").read_text())["files"]
     assert "bitstream/top.bin" in files and (out / "bitstream" / "top.bin").stat().st_size > 1000
-    assert "synthesis       icebreaker" in (out / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "synthesis       icebreaker" in summary
+    lat = float(re.search(r"latency/input +([\d.,]+) µs at 48 MHz", summary)[1].replace(",", ""))
+    board = float(re.search(r"on the board +([\d.,]+) µs/input at the 12 MHz", summary)[1]
+                  .replace(",", ""))  # fmt: skip
+    assert abs(board - lat * 4) < 0.05  # 48 / 12 MHz
     assert (out / "mem" / "load.hex").is_file()
 
 
