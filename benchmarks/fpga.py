@@ -1,7 +1,8 @@
 """The FPGA backend end to end on MNIST 784-128-10 (examples/mnist, the quantisation benchmark's
 network): compile to Verilog, run the Verilog in Verilator on the test images and compare with
 the integer simulator, cycles and microseconds per image, the Verilator harness's speed, and the
-whole accelerator after Yosys + nextpnr (LUTs, RAM, fmax) or the resource it runs out of.
+whole accelerator after Yosys + nextpnr (LUTs, RAM, fmax) or the resource it runs out of, and
+the time from the model to the board's bitstream.
 
 Run: python benchmarks/fpga.py [--images N] [--no-synth]  (defaults: all 1000 test images, T=25)
 """
@@ -48,7 +49,23 @@ def one_target(name: str, x: np.ndarray, work: Path, synth: bool) -> dict:
     }  # fmt: skip
     if synth:
         row["synth"] = synthesise(build, work / f"{name}-synth")
+        row["bitstream"] = bitstream(name, work / f"{name}-board")
     return row
+
+
+def bitstream(name: str, work: Path) -> str:
+    """snnc compile --bitstream for the target's board, timed from the model."""
+    from snnc.backends.fpga.board import BOARDS
+    from snnc.build import compile_model
+    from snnc.errors import SnncError
+
+    board = next(b for b, (_, _, preset) in BOARDS.items() if preset == name)
+    t0 = time.perf_counter()
+    try:
+        r = compile_model(MODEL, target=name, output=work, board=board)
+    except SnncError as e:
+        return f"{board}: {str(e).splitlines()[0]} ({time.perf_counter() - t0:.0f} s)"
+    return f"{r.bitstream.line()}; {time.perf_counter() - t0:.0f} s from the model"
 
 
 def synthesise(build, work: Path) -> str:
@@ -100,6 +117,9 @@ def main() -> int:
             clk = min(fmax or 0.0, r["clock"])
             at = f"; at {clk:.1f} MHz: {r['cycles_image'] / clk:.0f} us/image" if fmax else ""
             print(f"  {line}{at}")
+        print("\nsnnc compile --bitstream (the board top: accelerator + UART link, board clock):")
+        for r in rows:
+            print(f"  {r['bitstream']}")
     return 0
 
 
