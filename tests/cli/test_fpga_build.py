@@ -185,3 +185,18 @@ def test_board_and_target_must_agree(tmp_path: Path, capsys) -> None:
                  "icebreaker", "-o", str(out)]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert "--board icebreaker carries the ice40-up5k device" in err and not out.exists()
+
+
+def test_a_toolchain_failure_keeps_the_build_and_its_log(tmp_path: Path, monkeypatch,
+                                                         capsys) -> None:  # fmt: skip
+    """nextpnr failing (here: replaced by `false`): exit 1 with the step named, and the build
+    directory written with bitstream/ and its log, but no bitstream."""
+    monkeypatch.setenv("NEXTPNR_ICE40", "false")
+    out = tmp_path / "b"
+    assert main(["compile", str(DIGITS / "model.pt"), "--target", "ice40-up5k", "--bitstream",
+                 "-o", str(out)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "nextpnr" in err.lower() and "failed" in err and "Traceback" not in err
+    files = json.loads((out / "build.json").read_text())["files"]
+    assert "rtl/snnc_accelerator.v" in files and not (out / "bitstream" / "top.bin").exists()
+    assert any(f.startswith("bitstream/") and f.endswith(".log") for f in files)
