@@ -200,3 +200,12 @@ def test_a_toolchain_failure_keeps_the_build_and_its_log(tmp_path: Path, monkeyp
     files = json.loads((out / "build.json").read_text())["files"]
     assert "rtl/snnc_accelerator.v" in files and not (out / "bitstream" / "top.bin").exists()
     assert any(f.startswith("bitstream/") and f.endswith(".log") for f in files)
+
+
+def test_a_broken_yosys_is_one_message(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("YOSYS", "false")  # Amaranth's Verilog writer then fails
+    out = tmp_path / "b"
+    assert main(["compile", str(DIGITS / "model.pt"), "--target", "fpga", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "writing the accelerator's Verilog failed" in err and "Traceback" not in err
+    assert not out.exists()

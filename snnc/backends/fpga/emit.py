@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from snnc.backends.fpga.images import AcceleratorImage, build_images
+from snnc.errors import BackendError
 
 __all__ = ["TOP", "accelerator", "emit", "image_of", "interface"]
 
@@ -105,7 +106,13 @@ def emit(graph, target, directory: Path) -> tuple[AcceleratorImage, object]:
     rtl, mem = Path(directory) / "rtl", Path(directory) / "mem"
     rtl.mkdir(parents=True, exist_ok=True)
     mem.mkdir(parents=True, exist_ok=True)
-    (rtl / f"{TOP}.v").write_text(verilog.convert(acc, name=TOP, emit_src=False))
+    try:
+        text = verilog.convert(acc, name=TOP, emit_src=False)
+    except Exception as e:  # Amaranth runs Yosys (its wheel, or $YOSYS) to write Verilog
+        raise BackendError(f"writing the accelerator's Verilog failed ({type(e).__name__}: "
+                           f"{str(e).strip() or 'no message'}); if the environment variable "
+                           "YOSYS is set, it must name a working yosys") from None  # fmt: skip
+    (rtl / f"{TOP}.v").write_text(text)
     (rtl / "accelerator.json").write_text(
         json.dumps(interface(acc, image, target), indent=1, sort_keys=True) + "\n"
     )
