@@ -51,7 +51,7 @@ from snnc.rtl.fifo import Fifo
 from snnc.rtl.params import CoreImage, Kind, Profile, Reset, Timing, index_bits
 from snnc.rtl.spram import SinglePortRam
 
-__all__ = ["NeuronCore", "index_bits"]
+__all__ = ["NeuronCore", "index_bits", "memory_bits", "memory_layouts"]
 
 _CUBA = (Kind.CUBALIF, Kind.CUBALI)
 _NO_RW_CHECK = {"no_rw_check": 1}
@@ -124,6 +124,41 @@ def _check(image: CoreImage) -> None:
         raise ValueError("a neuron names a profile the core does not have")
 
 
+def memory_layouts(image: CoreImage) -> dict[str, data.Layout]:
+    """The word layout of each memory of the core (see the module docstring)."""
+    p = image.params
+    g, s = p.groups, p.state_bits
+    profile_bits = (p.profiles - 1).bit_length()
+    state = {"v": signed(s), "s": unsigned(1)}
+    par = {"nthreshold": signed(s), "bias": signed(s), "reset_value": signed(s)}
+    if any(pr.kind in _CUBA for pr in image.profiles):
+        state["i"], par["ibias"] = signed(s), signed(s)
+    if profile_bits:
+        par["profile"] = unsigned(profile_bits)
+    return {
+        "weights": data.ArrayLayout(signed(p.weight_bits), p.lanes),
+        "state": data.StructLayout(state),
+        "parameters": data.StructLayout(par),
+        "accumulators": data.ArrayLayout(signed(s), p.lanes),
+        "axon_table": data.StructLayout({
+            "row_base": index_bits(p.weight_words),
+            "row_len": min(g, p.weight_words).bit_length(),
+            "group_base": index_bits(g),
+            "shift": max(1, p.max_shift.bit_length()),
+            # row_len <= 1, <= 2, == 0: the issue logic reads these bits right after the table
+            "single": 1, "double": 1, "empty": 1,
+        }),
+    }  # fmt: skip
+
+
+def memory_bits(image: CoreImage) -> dict[str, int]:
+    """Bits of each memory of the core: its word width (:func:`memory_layouts`) x its depth."""
+    p = image.params
+    depth = {"weights": p.weight_words, "state": p.neurons, "parameters": p.neurons,
+             "accumulators": p.groups, "axon_table": p.axons}  # fmt: skip
+    return {k: lay.size * depth[k] for k, lay in memory_layouts(image).items()}
+
+
 class NeuronCore(wiring.Component):
     """A neuron core built from a :class:`~snnc.rtl.params.CoreImage`.
 
@@ -151,7 +186,7 @@ class NeuronCore(wiring.Component):
         self.image, self.deep = image, deep
         self.event_extra, self.update_extra = (5, 5) if deep else (2, 3)
         self.cuba = any(pr.kind in _CUBA for pr in image.profiles)
-        n, g, s = p.neurons, p.groups, p.state_bits
+        n, g = p.neurons, p.groups
         self.profile_bits = (p.profiles - 1).bit_length()
         self.event_layout = data.StructLayout(
             {"axon": index_bits(p.axons), "payload": p.payload_bits}
@@ -172,21 +207,10 @@ class NeuronCore(wiring.Component):
         if p.weight_memory == "spram":  # the host writes the weights (words of P lanes)
             ports["load"] = In(stream.Signature(self.load_layout))
         super().__init__(ports)
-        self.axon_layout = data.StructLayout({
-            "row_base": index_bits(p.weight_words),
-            "row_len": min(g, p.weight_words).bit_length(),
-            "group_base": index_bits(g),
-            "shift": max(1, p.max_shift.bit_length()),
-            # row_len <= 1, <= 2, == 0: the issue logic reads these bits right after the table
-            "single": 1, "double": 1, "empty": 1,
-        })  # fmt: skip
-        state = {"v": signed(s), "s": unsigned(1)}
-        par = {"nthreshold": signed(s), "bias": signed(s), "reset_value": signed(s)}
-        if self.cuba:
-            state["i"], par["ibias"] = signed(s), signed(s)
-        if self.profile_bits:
-            par["profile"] = unsigned(self.profile_bits)
-        self.state_layout, self.param_layout = data.StructLayout(state), data.StructLayout(par)
+        lays = memory_layouts(image)
+        self.axon_layout, self.state_layout = lays["axon_table"], lays["state"]
+        self.param_layout = lays["parameters"]
+        par = self.param_layout.members
         self.axon_data = MemoryData(
             shape=self.axon_layout, depth=p.axons,
             init=[{"row_base": e.row_base, "row_len": e.row_len, "group_base": e.group_base,
@@ -194,10 +218,10 @@ class NeuronCore(wiring.Component):
                    "empty": e.row_len == 0} for e in image.axons],
         )  # fmt: skip
         self.weight_data = MemoryData(
-            shape=data.ArrayLayout(signed(p.weight_bits), p.lanes), depth=p.weight_words,
+            shape=lays["weights"], depth=p.weight_words,
             init=[list(w) for w in image.weights],
         )  # fmt: skip
-        self.acc_data = MemoryData(shape=data.ArrayLayout(signed(s), p.lanes), depth=g, init=[])
+        self.acc_data = MemoryData(shape=lays["accumulators"], depth=g, init=[])
         self.state_data = MemoryData(shape=self.state_layout, depth=n, init=[])
         self.param_data = MemoryData(
             shape=self.param_layout, depth=n,

@@ -14,8 +14,8 @@ lanes), ``axons`` the axon-table entries in use (a mapping axon that feeds ``k``
 ``k`` entries), ``weight_words`` the weight-memory words the rows take (the sum of ``row_len``),
 ``updates`` the update commands over all levels, ``routes`` the core's routing-table entries
 (immediate and delayed). Capacities are the core's :class:`~snnc.rtl.params.CoreParams` and the
-target's ``router_entries``. ``memory_bits`` sizes each memory of the core from its parameters
-as ``snnc/rtl/core.py`` lays it out (``snnc/rtl/ARCHITECTURE.md`` §2): weights ``D*P*W``; state
+target's ``router_entries``. ``memory_bits`` is :func:`snnc.rtl.core.memory_bits`: each memory's
+word layout in the core x its depth (``snnc/rtl/ARCHITECTURE.md`` §2): weights ``D*P*W``; state
 ``N*(S + 1 [+ S for a current])``; parameters ``N*(3*S [+ S ibias] + profile index bits)``;
 accumulators ``N*S``; axon table ``A*(row_base + row_len + group_base + shift + 3 flag bits)``.
 
@@ -59,10 +59,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnc.errors import BackendError
-from snnc.rtl.params import CoreImage, Kind, index_bits
+from snnc.rtl.core import memory_bits
 
 ENERGY_KEYS = ("synop", "neuron_update", "spike_hop")
-_CUBA = (Kind.CUBALIF, Kind.CUBALI)
 _MEMORIES = ("weights", "state", "parameters", "accumulators", "axon_table")
 _SHORT = ("weights", "state", "params", "acc", "axon table")
 _MAX_TEXT_ROWS = 8  #: cores / populations listed in the text summary (the HTML lists all)
@@ -447,22 +446,6 @@ def raster_svg(raster: dict[str, np.ndarray]) -> str:
 
 
 # ------------------------------------------------------------------------------ numbers
-
-
-def memory_bits(img: CoreImage) -> dict[str, int]:
-    """Bits of each memory of a core, from its parameters (the layouts of snnc/rtl/core.py)."""
-    p = img.params
-    S, N, G = p.state_bits, p.neurons, p.groups
-    cur = S if any(pr.kind in _CUBA for pr in img.profiles) else 0
-    axon_word = (index_bits(p.weight_words) + min(G, p.weight_words).bit_length() + index_bits(G)
-                 + max(1, p.max_shift.bit_length()) + 3)  # fmt: skip
-    return {
-        "weights": p.weight_words * p.lanes * p.weight_bits,
-        "state": N * (S + 1 + cur),
-        "parameters": N * (3 * S + cur + (p.profiles - 1).bit_length()),
-        "accumulators": N * S,
-        "axon_table": p.axons * axon_word,
-    }
 
 
 def _core_usage(image, c: int, route_capacity: int, cr) -> CoreUsage:
