@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnc.errors import SimulationError, SnncError
+from snnc.errors import SnncError
 
 __all__ = ["ENGINES", "Build", "EngineResult", "first_divergence", "open_build", "run"]
 
@@ -76,30 +76,6 @@ def open_build(path) -> Build:
     return Build(d, graph, target, image_of(graph, target), json.loads(iface.read_text()))
 
 
-def _pack(fields: dict, **values: int) -> int:
-    word = 0
-    for name, v in values.items():
-        off, width = fields[name]
-        word |= (int(v) & ((1 << width) - 1)) << off
-    return word
-
-
-def _host_stream(build: Build, x) -> tuple[list[int], int]:
-    """host_in words of every input (a clear word before each but the first), and the steps."""
-    from snnc.backends.fpga.rtl_config import host_words
-
-    fields = build.interface["host_in"]["fields"]
-    runs = host_words(build.image, x, graph=build.graph)
-    words: list[int] = []
-    for b, steps in enumerate(runs):
-        if b:
-            words.append(_pack(fields, end=1, clear=1))
-        for step in steps:
-            words += [_pack(fields, element=e, payload=p) for e, p in step]
-            words.append(_pack(fields, end=1))
-    return words, sum(len(s) for s in runs)
-
-
 def _load_stream(build: Build) -> list[int]:
     f = build.directory / "mem" / "load.hex"
     if build.interface.get("load") is None:
@@ -109,29 +85,8 @@ def _load_stream(build: Build) -> list[int]:
     return [int(line, 16) for line in f.read_text().split()]
 
 
-def _decode(build: Build, words: list[int], T: int, B: int) -> tuple[np.ndarray, np.ndarray]:
-    from snnc.backends.fpga.rtl_config import output_array
-
-    f = build.interface["host_out"]["fields"]
-    (eo, ew), (do, _), (co, cw) = f["element"], f["end"], f["cycles"]
-    steps: list[list[int]] = []
-    cycles: list[int] = []
-    cur: list[int] = []
-    for w in words:
-        if w >> do & 1:
-            steps.append(cur)
-            cur = []
-            cycles.append(w >> co & ((1 << cw) - 1))
-        else:
-            cur.append(w >> eo & ((1 << ew) - 1))
-    if len(steps) != T * B:
-        raise SimulationError(f"the RTL finished {len(steps)} of {T * B} steps")
-    out = np.stack([output_array(build.image, steps[b * T : (b + 1) * T]) for b in range(B)],
-                   axis=1)  # fmt: skip
-    return out, np.array(cycles, np.int64).reshape(B, T).T
-
-
 def _verilator(build: Build, x, vcd: Path | None) -> EngineResult:
+    from snnc.backends.fpga.board import decode_outputs, host_stream
     from snnc.backends.fpga.verilator import HarnessSpec, build_harness, run_harness
     from snnc.sim.cycle import _host_input
 
@@ -143,13 +98,15 @@ def _verilator(build: Build, x, vcd: Path | None) -> EngineResult:
     exe = build_harness(build.directory / "rtl" / f"{iface['top']}.v", spec,
                         build.directory / "verilator", trace=vcd is not None)  # fmt: skip
     T, B = _host_input(build.image, x, build.graph).shape[:2]
-    words, steps = _host_stream(build, x)
+    # the host_in words are the board's link words without load chunks (whose top bit is 0)
+    words = host_stream(build.image, x, build.graph, load=False)
+    steps = T * B
     load = _load_stream(build)
     # a generous limit: every step well within 64 cycles per input word and axon
     limit = min(2**32 - 1, 1000 + 4 * (len(words) + len(load)) +
                 steps * 64 * (build.image.params.axons + build.image.params.neurons))  # fmt: skip
     res = run_harness(exe, spec, words=words, load=load, steps=steps, max_cycles=limit, vcd=vcd)
-    out, cycles = _decode(build, res.out_words, T, B)
+    out, cycles = decode_outputs(res.out_words, build.image, T, B)
     return EngineResult("verilator", out, cycles, res.seconds, res.cycles)
 
 
