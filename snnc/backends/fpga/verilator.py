@@ -359,14 +359,6 @@ def _verilator_version() -> str:
         return "unknown"
 
 
-def _tail(log: Path, n: int = 15) -> str:
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
-
-
 def _failed_step(log: Path) -> str:
     text = log.read_text(errors="replace") if log.is_file() else ""
     if "make: ***" in text or "%Error: 'make" in text:
@@ -383,7 +375,7 @@ def build_harness(verilog: Path, spec: HarnessSpec, directory: Path, *, trace: b
     build in the same directory is reused as is. The build log goes to ``log`` (default
     ``directory/build.log`` or ``build_trace.log``) and stays there; a failure is a
     :class:`BackendError` with its last lines."""
-    from snnc.rtl.toolchain import environment, require
+    from snnc.rtl.toolchain import environment, log_tail, require
 
     verilog = Path(verilog).resolve()
     if not verilog.is_file():
@@ -425,7 +417,7 @@ def build_harness(verilog: Path, spec: HarnessSpec, directory: Path, *, trace: b
         why = f"exit status {rc}" if rc else f"no executable {exe}"
         raise BackendError(
             f"Verilator harness build of {verilog.name} failed while {_failed_step(log)} "
-            f"({why}); last lines of {log}:\n{_tail(log)}"
+            f"({why}); last lines of {log}:\n{log_tail(log)}"
         )
     stamp.write_text(key + "\n")
     return exe
