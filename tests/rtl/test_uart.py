@@ -56,6 +56,24 @@ class Line:
         return starts
 
 
+async def offer_all(ctx, port, items, *, start: int, tail: int, takes: list[int]) -> None:
+    """From cycle ``start``, offer ``items`` on stream ``port`` back to back (valid held until
+    ready); append the cycle each is taken to ``takes``; then idle ``tail`` cycles."""
+    await ctx.tick().repeat(start)
+    t = start
+    for item in items:
+        ctx.set(port.valid, 1)
+        ctx.set(port.payload, item)
+        while not ctx.get(port.ready):
+            await ctx.tick()
+            t += 1
+        takes.append(t)
+        await ctx.tick()
+        t += 1
+    ctx.set(port.valid, 0)
+    await ctx.tick().repeat(tail)
+
+
 def record(sim: Simulator, signals, out: list) -> None:
     """Append the values of ``signals`` (registers) in every cycle to ``out``."""
 
@@ -201,19 +219,7 @@ def test_tx_timing() -> None:
     takes: list[int] = []
 
     async def producer(ctx) -> None:
-        await ctx.tick().repeat(2)
-        t = 2
-        for byte in (0x96, 0x0F):
-            ctx.set(tx.data.valid, 1)
-            ctx.set(tx.data.payload, byte)
-            while not ctx.get(tx.data.ready):
-                await ctx.tick()
-                t += 1
-            takes.append(t)
-            await ctx.tick()
-            t += 1
-        ctx.set(tx.data.valid, 0)
-        await ctx.tick().repeat(25 * d)
+        await offer_all(ctx, tx.data, (0x96, 0x0F), start=2, tail=25 * d, takes=takes)
 
     sim = Simulator(tx)
     sim.add_clock(1e-6)
@@ -339,19 +345,7 @@ def test_host_link_transmit_timing() -> None:
     takes: list[int] = []
 
     async def producer(ctx) -> None:
-        await ctx.tick().repeat(3)
-        t = 3
-        for w in words:
-            ctx.set(link.host_out.valid, 1)
-            ctx.set(link.host_out.payload, w)
-            while not ctx.get(link.host_out.ready):
-                await ctx.tick()
-                t += 1
-            takes.append(t)
-            await ctx.tick()
-            t += 1
-        ctx.set(link.host_out.valid, 0)
-        await ctx.tick().repeat(35 * d)
+        await offer_all(ctx, link.host_out, words, start=3, tail=35 * d, takes=takes)
 
     sim = Simulator(link)
     sim.add_clock(1e-6)
