@@ -120,6 +120,9 @@ def main() -> int:
         print("\nsnnc compile --bitstream (the board top: accelerator + UART link, board clock):")
         for r in rows:
             print(f"  {r['bitstream']}")
+        with tempfile.TemporaryDirectory(prefix="snnc-fpga-bench-") as tmp:
+            # the board that takes the 2-core design the ULX3S-25F cannot
+            print(f"  {bitstream('ecp5-85k', Path(tmp) / 'ecp5-85k-board')}")
     return 0
 
 
