@@ -5,9 +5,10 @@ Cycles come from the cycle-accurate model (``snnc/sim/cycle.py``), which the RTL
 for cycle in ``tests/rtl/test_top.py``; the workload is the MNIST 784-128-10 network of
 ``examples/mnist`` on the 1000-image test split (first ``--images``), T = 25.
 
-The synthesised core has 256 neurons, 8 lanes, 8-bit weights, 24-bit state, 1024 input axons
-and the weight memory of the device's preset (UP5K: 16K words in the 4 SPRAM blocks, loaded by
-the host; ECP5-25K: 6,656 words of block RAM), wrapped so that every port comes from one pin.
+The synthesised core is the device preset's: 256 neurons, 24-bit state, 1024 input axons, a
+64-bit weight word (UP5K: 8 lanes of 8-bit weights, 16K words in the 4 SPRAM blocks, loaded by
+the host; ECP5-25K: 16 lanes of 4-bit weights, 4,096 words of block RAM), wrapped so that every
+port comes from one pin.
 
 Run: python benchmarks/rtl.py [--images N] [--no-synth]
 """
@@ -69,11 +70,13 @@ def core_design(mixed: bool, device: str):
     rng = random.Random(0)
     # the weight memory of the device's preset: 4 SPRAM on the UP5K, block RAM on the ECP5
     t = load_target(device)
-    n, lanes, axons = 256, 8, 1024
+    n, lanes, axons = t.core.neurons, t.fpga.lanes, t.core.input_axons
+    wbits = t.synapse_cost.word_bits // lanes
     words = t.core.synapse_memory_bits // t.synapse_cost.word_bits
-    params = CoreParams(n, lanes, 8, 24, axons, words, 12, 1, 4, 3,
+    params = CoreParams(n, lanes, wbits, 24, axons, words, 12, 1, 4, 3,
                         weight_memory=t.fpga.weight_memory)  # fmt: skip
-    weights = tuple(tuple(rng.randint(-128, 127) for _ in range(lanes)) for _ in range(words))
+    lo, hi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
+    weights = tuple(tuple(rng.randint(lo, hi) for _ in range(lanes)) for _ in range(words))
     table = tuple(AxonEntry((a * 32) % (words - 32), 32, 0, 0) for a in range(axons))
     prof = (Profile(Kind.LIF, 3686, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP),)
     if mixed:
@@ -86,7 +89,8 @@ def core_design(mixed: bool, device: str):
 def synth_figures() -> None:
     from snnc.rtl.synth import synthesize
 
-    print("One neuron core (256 neurons, 8 lanes, 8-bit weights, 24-bit state, the pipeline of"
+    print("One neuron core of each preset (256 neurons, 24-bit state, a 64-bit weight word: 8"
+          " lanes of 8 bits on the UP5K, 16 of 4 bits on the ECP5; the pipeline of"
           " ARCHITECTURE.md):")  # fmt: skip
     for mixed, what in ((False, "LIF profiles (as MNIST compiles)"),
                         (True, "LIF + CubaLIF profiles (two multipliers more)")):  # fmt: skip

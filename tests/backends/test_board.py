@@ -335,7 +335,7 @@ def test_failing_tool_names_the_step(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_mnist_does_not_fit_the_icebreaker(tmp_path: Path) -> None:
-    """Two 512-neuron ECP5 cores with their weights in block RAM: caught before synthesis."""
+    """Two 256-neuron ECP5 cores with their weights in block RAM: caught before synthesis."""
     from snnc.backends.fpga import build_images
     from snnc.build import compile_model
     from snnc.mapping.cores import mapping_of

@@ -94,8 +94,8 @@ def test_core_usage_is_the_mapping_and_the_images(which, request) -> None:
     if which == "digits":
         c0 = rep.cores[0]
         assert (c0.neurons, c0.neurons_padded, c0.axons, c0.weight_words, c0.updates) == (
-            138, 144, 192, 1280, 2)  # fmt: skip
-        assert c0.percent()["neurons"] == 100 * 138 / 512
+            138, 144, 192, 640, 2)  # fmt: skip
+        assert c0.percent()["neurons"] == 100 * 138 / 256
 
 
 def test_memory_bits_are_the_rtl_memories(digits) -> None:
@@ -205,7 +205,7 @@ def test_text_summary(digits) -> None:
     ]
     for w in want:
         assert w in lines
-    assert any(ln.startswith("   0  138/512 27.0%") for ln in lines)
+    assert any(ln.startswith("   0  138/256 53.9%") for ln in lines)
     assert any(ln.startswith("l1") and "0.2" in ln for ln in lines)
     assert "rough estimates, not measurements" in " ".join(lines)
     assert "synthesis" not in text

@@ -183,8 +183,8 @@ def test_examples_every_synapse_once(model, target) -> None:
     p = img.params
     assert (p.neurons, p.lanes, p.weight_bits, p.axons, p.state_bits, p.profiles) == (
         t.core.neurons,
-        8,
-        8,
+        t.fpga.lanes,
+        64 // t.fpga.lanes,
         t.core.input_axons,
         t.core.state_bits,
         t.core.neuron_profiles,
@@ -307,7 +307,7 @@ def test_refusals_of_what_the_accelerator_cannot_compute() -> None:
     g, m = compiled(_recurrent(steps=2))
     with pytest.raises(BackendError, match="synapses from 'l1' have delay 2"):
         build_images(g, m, "ice40-up5k")
-    t = "ecp5-25k"  # 24-bit state: the graded MLP needs 23-bit membranes
+    t = "ecp5-85k"  # 24-bit state (the graded MLP needs 23-bit membranes) and 8-bit lanes
     tail = f"partition{{target={t}}},place{{target={t}}},route{{target={t}}}"
     spec = f"canonicalize,quantize{{state-bits=12,saturate=true}},{tail}"
     g, m = compiled(mlp(w1, w2.astype(np.float32)), passes=spec)

@@ -84,5 +84,6 @@ def test_compiled_ir_simulates_like_the_integer_pipeline(tmp_path: Path) -> None
 
     g = snnc.load(out / "model.json")
     x = np.load(ROOT / "examples" / "digits" / "sample_input.npy")
-    want = snnc.simulate(MODEL, x, engine="integer", passes="canonicalize,quantize")
+    # the ecp5-25k preset stores 4-bit weights
+    want = snnc.simulate(MODEL, x, engine="integer", passes="canonicalize,quantize", weight_bits=4)
     np.testing.assert_array_equal(core_sim(mapping_of(g), g, x), want)

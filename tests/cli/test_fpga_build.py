@@ -54,7 +54,8 @@ def test_build_holds_verilog_memories_interface_and_report(build: Path) -> None:
     # the weight file: one word per line, P*W bits each, as many as the core's weight words
     p = iface["params"]
     lines = (build / "mem" / "core0_weights.hex").read_text().split()
-    assert len(lines) == p["weight_words"] and {len(s) for s in lines} == {p["lanes"] * 2}
+    assert len(lines) == p["weight_words"]
+    assert {len(s) for s in lines} == {p["lanes"] * p["weight_bits"] // 4}  # hex digits
     summary = (build / "summary.txt").read_text()
     assert "cycles/step" in summary and "latency/input" in summary
 

@@ -42,7 +42,12 @@ def small_target(path: Path, *, lanes=2, neurons=8, cores=2, axons=32, words=256
     if weight_memory == "spram":  # a device with the UP5K's SPRAM
         d["fpga"].update(sprams=4, spram_bits=262144)
     d["synapse_cost"]["word_bits"] = 8 * lanes
-    d["core"].update(neurons=neurons, input_axons=axons, synapse_memory_bits=8 * lanes * words)
+    d["core"].update(
+        neurons=neurons,
+        input_axons=axons,
+        synapse_memory_bits=8 * lanes * words,
+        weight_bits=list(range(1, 9)),
+    )
     p = Path(path) / f"rtl_tiny_{lanes}_{neurons}_{cores}_{multicast}_{weight_memory}.yaml"
     p.write_text(yaml.safe_dump(d))
     return str(p)

@@ -109,7 +109,7 @@ def test_if_threshold_split_axons_graded_and_shift_decays() -> None:
     check_exact(threshold_net(0), spikes(12, 3, 10, 5))
     _, img, _ = check_exact(skip_net(0), spikes(12, 3, 10, 5))
     assert img.host_routes.immediate[0].targets[0].stride == 2
-    t = "ecp5-25k"  # 24-bit state: graded input needs 23-bit membranes here
+    t = "ecp5-85k"  # 24-bit state (graded input needs 23-bit membranes here), 8-bit weights
     tail = f"partition{{target={t}}},place{{target={t}}},route{{target={t}}}"
     x = np.random.default_rng(0).random((10, 3, 12)).astype(np.float32)
     check_exact(mlp(w1, w2), x, t, passes=f"canonicalize,quantize{{input=graded,input-bits=8,"

@@ -108,11 +108,13 @@ def test_fpga_preset_sizing():
     assert (up5k.core.neurons, up5k.core.state_bits) == (256, 20)  # fits 30 EBR
     assert up5k.core.synapse_memory_bits == 4 * 256 * 1024  # all four SPRAMs
     assert (up5k.fpga.weight_memory, up5k.fpga.lanes, up5k.fpga.clock_mhz) == ("spram", 8, 48.0)
-    assert (e25.cores, e25.mesh, e25.core.neurons, e25.fpga.clock_mhz) == (2, (2, 1), 512, 100.0)
+    assert (e25.cores, e25.mesh, e25.core.neurons, e25.fpga.clock_mhz) == (2, (2, 1), 256, 100.0)
+    # the 25K's EBR hold MNIST's hidden layer only at 4 bits: 16 lanes of a 64-bit word
+    assert (e25.fpga.lanes, e25.core.weight_bits) == (16, (1, 2, 3, 4))
     assert (e85.cores, e85.mesh, e85.core.neurons, e85.fpga.clock_mhz) == (8, (4, 2), 512, 100.0)
     for t in (up5k, e25, e85):
-        assert t.synapse_cost == SynapseCost(kind="dense", word_bits=t.fpga.lanes * 8)
-        assert t.core.weight_bits == tuple(range(1, 9))
+        assert t.synapse_cost == SynapseCost(kind="dense", word_bits=64)
+        assert t.core.weight_bits == tuple(range(1, 64 // t.fpga.lanes + 1))
         assert (t.router_entries, t.multicast, t.core.input_axons) == (256, True, 1024)
         assert t.fpga.weight_memory == "spram" or t.fpga.weight_memory == "bram"
         assert t.cores * t.core.synapse_memory_bits <= t.fpga.memory_bits(t.fpga.weight_memory)
