@@ -5,7 +5,8 @@ The core owns five memories, all with synchronous (non-transparent) read ports, 
 - axon table ``A x (row_base, row_len, group_base, shift)`` (plus three bits derived from
   ``row_len``: ``<= 1``, ``<= 2``, ``== 0``) and weights ``D x P`` lanes: ROMs (the weights can
   be a RAM loaded by the host instead: ``weight_memory = "spram"``);
-- accumulators ``N/P x P`` lanes of ``S`` bits (one read, one write port);
+- accumulators ``N/P x P`` lanes of ``acc_width`` bits (``S`` unless the backend sizes them to
+  the largest sum of one step; one read, one write port);
 - state ``N x (v, s[, i])`` (``i`` only when a profile is current-based);
 - neuron parameters ``N x (~threshold, bias, reset_value[, ibias][, profile])``: a ROM; it holds
   ``~threshold = -threshold - 1`` so that every threshold term is an addition.
@@ -139,7 +140,7 @@ def memory_layouts(image: CoreImage) -> dict[str, data.Layout]:
         "weights": data.ArrayLayout(signed(p.weight_bits), p.lanes),
         "state": data.StructLayout(state),
         "parameters": data.StructLayout(par),
-        "accumulators": data.ArrayLayout(signed(s), p.lanes),
+        "accumulators": data.ArrayLayout(signed(p.acc_width), p.lanes),
         "axon_table": data.StructLayout({
             "row_base": index_bits(p.weight_words),
             "row_len": min(g, p.weight_words).bit_length(),
@@ -314,7 +315,7 @@ class NeuronCore(wiring.Component):
         """Per lane ``pay * (w << shift)``."""
         out = []
         for j in range(self.params.lanes):
-            w = word[j] << shift
+            w = word[j] << shift if self.params.max_shift else word[j]
             out.append(Mux(pay[0], w, 0) if self.params.payload_bits == 1 else w * pay)
         return out
 
@@ -370,7 +371,7 @@ class NeuronCore(wiring.Component):
                                          (cur_group, cur_shift, cur_pay), upd_read,
                                          (clear, clear_group))  # fmt: skip
         # the short pipeline: the accumulator word is read in the issue stage
-        s = p.state_bits
+        s = p.acc_width
         add = Signal(data.ArrayLayout(signed(s), p.lanes), reset_less=True)
         rd = {"valid": issuing, "group": cur_group}
         c = _reg(m, {"shift": cur_shift, "pay": Mux(clear, 0, cur_pay)}, "c")
@@ -409,7 +410,7 @@ class NeuronCore(wiring.Component):
         ``t+4+k`` the sums (S); ``t+5+k`` the write (W). A read misses the writes of its own
         cycle and of the next one: the sums of S and W are forwarded to it. A clear of the
         update (or the wipe) writes a zero word through W. Returns the busy flag."""
-        p, s = self.params, self.params.state_bits
+        p, s = self.params, self.params.acc_width
         cur_group, cur_shift, cur_pay = cur
         clear, clear_group = clear
         r1 = _reg(m, {"valid": issuing, "group": cur_group, "shift": cur_shift, "pay": cur_pay},
@@ -432,9 +433,10 @@ class NeuronCore(wiring.Component):
             sel_qq.eq(w_valid & (w_group == r2["group"])),
             new_qq.eq(new_q),
         ]  # fmt: skip
-        # three sums, then the choice: no logic between the memory and the carry chain
-        sums = [Mux(sel_q, new_q[j] + add[j], Mux(sel_qq, new_qq[j] + add[j],
-                                                  acc_r.data[j] + add[j]))[:s]
+        # two sums, then the choice: no logic between the memory and its carry chain; the
+        # forwarded word is chosen from registers before the other
+        fwd = [Mux(sel_q, new_q[j], new_qq[j]) for j in range(p.lanes)]
+        sums = [Mux(sel_q | sel_qq, fwd[j] + add[j], acc_r.data[j] + add[j])[:s]
                 for j in range(p.lanes)]  # fmt: skip
         with m.If(clear):
             m.d.sync += [w_valid.eq(1), w_group.eq(clear_group), new_q.eq(0)]

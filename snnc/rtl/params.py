@@ -59,6 +59,9 @@ class CoreParams:
     payload_bits: int = 1
     profiles: int = 4
     max_shift: int = 15  #: largest weight shift an axon may use
+    #: width of an accumulator lane; 0: ``state_bits``. The backend sizes it to the largest
+    #: sum one step's events can leave in a lane, so that it never wraps
+    acc_bits: int = 0
     #: "bram": the weights are a ROM in block RAM, filled by the bitstream; "spram": a
     #: single-port RAM (the iCE40 UltraPlus's SPRAM) that the host loads before the first run
     weight_memory: str = "bram"
@@ -71,6 +74,13 @@ class CoreParams:
         for name in ("neurons", "weight_bits", "state_bits", "axons", "weight_words"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if not (self.acc_bits == 0 or 2 <= self.acc_bits <= self.state_bits):
+            raise ValueError(f"acc_bits {self.acc_bits}: expected 0 or 2..{self.state_bits}")
+
+    @property
+    def acc_width(self) -> int:
+        """Bits of an accumulator lane (``acc_bits``, or ``state_bits`` when 0)."""
+        return self.acc_bits or self.state_bits
 
     @property
     def groups(self) -> int:

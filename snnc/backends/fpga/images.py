@@ -69,7 +69,7 @@ weight words, profiles or routing entries than a core has.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -236,6 +236,28 @@ def core_params(target, decay_bits: int, payload_bits: int) -> CoreParams:
         weight_words=c.synapse_memory_bits // sc.word_bits, decay_bits=decay_bits,
         payload_bits=payload_bits, profiles=c.neuron_profiles, weight_memory=f.weight_memory,
     )  # fmt: skip
+
+
+def datapath_params(params: CoreParams, cores) -> CoreParams:
+    """``params`` with the datapath sized to the network in ``cores``: ``max_shift`` the
+    largest shift an axon uses and ``acc_bits`` the signed width of the largest sum one step's
+    events can leave in an accumulator lane (every axon onto the neuron firing once, with the
+    largest payload), so the accumulators never wrap; at most ``state_bits``."""
+    pmax = (1 << params.payload_bits) - 1
+    lo = hi = 0
+    for core in cores:
+        w = np.asarray(core.weights, np.int64).reshape(len(core.weights), params.lanes)
+        pos = np.zeros((params.groups, params.lanes), np.int64)
+        neg = np.zeros_like(pos)
+        for a in core.axons:
+            if a.row_len:
+                rows = w[a.row_base : a.row_base + a.row_len] << a.shift
+                pos[a.group_base : a.group_base + a.row_len] += np.maximum(rows, 0)
+                neg[a.group_base : a.group_base + a.row_len] += np.maximum(-rows, 0)
+        hi, lo = max(hi, int(pos.max(initial=0)) * pmax), max(lo, int(neg.max(initial=0)) * pmax)
+    bits = max(hi.bit_length(), (lo - 1).bit_length() if lo else 0) + 1
+    shift = max((a.shift for core in cores for a in core.axons), default=0)
+    return replace(params, max_shift=shift, acc_bits=min(max(bits, 2), params.state_bits))
 
 
 def _check_target(target) -> None:
@@ -604,6 +626,8 @@ def build_images(graph: Graph, mapping: Mapping, target) -> AcceleratorImage:
         img, lay = _build_core(core, graph, net, params, levels, params.decay_bits)
         cores.append(img)
         layouts.append(lay)
+    params = datapath_params(params, cores)
+    cores = [replace(c, params=params) for c in cores]
     tables = _core_tables(mapping, layouts, net, t.multicast, params.lanes)
     for c, tb in enumerate(tables):
         if tb.entries > t.router_entries:
