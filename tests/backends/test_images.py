@@ -333,3 +333,30 @@ def test_refusals_of_what_the_accelerator_cannot_compute() -> None:
         "the 24-bit signed field",
     ):
         build_images(g, m, t)
+
+
+@pytest.mark.parametrize(
+    ("model", "target", "passes"),
+    [(DIGITS, "ecp5-25k", None), (DIGITS, "ice40-up5k", None),
+     (ROOT / "examples" / "mnist" / "model.pt", "ecp5-25k", None),
+     (mlp(*np.random.default_rng(3).normal(0, 0.5, (2, 12, 12)).astype(np.float32)), "ecp5-85k",
+      "canonicalize,quantize{input=graded,input-bits=8},partition{target=ecp5-85k},"
+      "place{target=ecp5-85k},route{target=ecp5-85k}")],
+)  # fmt: skip
+def test_datapath_is_sized_to_the_largest_sum_of_a_step(model, target, passes) -> None:
+    """acc_bits: the signed width of the largest |sum| any neuron can receive in one step (all
+    its axons at the largest payload), read back through synapse_matrix; max_shift: the largest
+    shift an axon uses."""
+    g, m = compiled(model, target, passes=passes)
+    img = build_images(g, m, target)
+    p = img.params
+    pmax = (1 << p.payload_bits) - 1
+    hi = lo = 0
+    for c in range(len(img.cores)):
+        w = synapse_matrix(img, c).toarray()
+        hi = max(hi, int(np.maximum(w, 0).sum(axis=0).max()) * pmax)
+        lo = min(lo, int(np.minimum(w, 0).sum(axis=0).min()) * pmax)
+    assert -(1 << (p.acc_bits - 1)) <= lo and hi < 1 << (p.acc_bits - 1)
+    assert lo < -(1 << (p.acc_bits - 2)) or hi >= 1 << (p.acc_bits - 2)  # one bit fewer wraps
+    assert p.max_shift == max(a.shift for c in img.cores for a in c.axons)
+    assert all(c.params == p for c in img.cores) and p.acc_bits < p.state_bits

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from amaranth.sim import Simulator
 
-from snnc.backends.fpga import build_images
+from snnc.backends.fpga import build_images, synapse_matrix
 from snnc.backends.fpga.rtl_config import (
     accelerator_config,
     host_words,
@@ -213,6 +213,25 @@ def test_graded_input_and_cuba(tmp_path: Path) -> None:
                      f"{tail}")  # fmt: skip
     assert img.params.payload_bits == 8 and ref.output.sum() > 0
     check(mlp(w1, w2, threshold=0.5, cls=N.CubaLIF, recurrent=rec), spikes(6, 2, 6, 6, 0.6), tg)
+
+
+def test_accumulators_reach_their_bound_without_wrapping(tmp_path: Path) -> None:
+    """Every input at the largest payload onto rows of all-positive and all-negative weights:
+    the lane sums reach the bound the accumulators are sized to (one bit fewer would wrap)."""
+    rng = np.random.default_rng(6)
+    w1 = np.abs(rng.normal(0, 0.8, (8, 6))).astype(np.float32)
+    w1[::2] *= -1
+    w2 = np.abs(rng.normal(0, 0.8, (3, 8))).astype(np.float32)
+    tg = small_target(tmp_path)
+    tail = f"partition{{target={tg}}},place{{target={tg}}},route{{target={tg}}}"
+    img, ref = check(mlp(w1, w2, threshold=0.5), np.ones((4, 1, 6), np.float32), tg,
+                     passes=f"canonicalize,quantize{{input=graded,input-bits=8,input-max=1.0}},"
+                     f"{tail}")  # fmt: skip
+    p = img.params
+    hi = max(int(np.maximum(synapse_matrix(img, c).toarray(), 0).sum(axis=0).max())
+             for c in range(len(img.cores))) * 255  # fmt: skip
+    assert (1 << (p.acc_bits - 2)) <= hi < (1 << (p.acc_bits - 1)) and p.acc_bits < 24
+    assert ref.output.sum() > 0
 
 
 def test_weights_loaded_into_single_port_ram(tmp_path: Path) -> None:
