@@ -7,9 +7,9 @@ for spike) and the cycles the RTL takes. It works in two parts:
 - *values*, vectorised over the batch: per step and phase, the events a core receives are summed
   into its accumulators with its weight matrix (read back from the axon table and weight memory),
   and the neurons of each update command step with :class:`snnc.sim.integer._Neuron` (one per
-  profile, on the core's ``S``-bit arithmetic). An accumulator lane outside ``S`` bits at an
-  update, or a membrane overflow of a non-saturating profile, is a :class:`SimulationError`
-  (the hardware would wrap);
+  profile, on the core's ``S``-bit arithmetic). An accumulator lane outside its ``acc_width``
+  bits at an update, or a membrane overflow of a non-saturating profile, is a
+  :class:`SimulationError` (the hardware would wrap);
 - *cycles*, per batch element (the counts depend on the input): an event-driven schedule of
   the same events with the timing below.
 
@@ -213,6 +213,7 @@ class _Tables:
         self.C = len(image.cores)
         self.P = image.params.lanes
         self.S = image.params.state_bits
+        self.A = image.params.acc_width  # accumulator lanes
         self.W = [synapse_matrix(image, c) for c in range(self.C)]
         self.row_len = [np.array([a.row_len for a in ci.axons], np.int64) for ci in image.cores]
         self.n_axons = [len(ci.axons) for ci in image.cores]
@@ -317,13 +318,13 @@ class _Values:
         tb = self.tb
         acc = self.acc[c]
         s = np.zeros_like(acc)
-        lo, hi = -(1 << (tb.S - 1)), (1 << (tb.S - 1)) - 1
+        lo, hi = -(1 << (tb.A - 1)), (1 << (tb.A - 1)) - 1
         for g in self.groups[(level, c)]:
             x = acc[:, g.idx]
             if x.size and (x.min() < lo or x.max() > hi):
                 big = int(np.abs(x).max())
                 raise SimulationError(f"step {t}: an accumulator of core {c} reached {big}, "
-                                      f"beyond the {tb.S}-bit lanes")  # fmt: skip
+                                      f"beyond the {tb.A}-bit lanes")  # fmt: skip
             if g.cuba:
                 x = x + g.ibias
             s[:, g.idx] = g.neuron.step(torch.from_numpy(x), t).numpy()
