@@ -46,6 +46,7 @@ class BuildResult:
     image: object = None  #: the FPGA memory images, when the build wrote them
     bitstream: object = None  #: the BitstreamResult, when a board was given and it built
     summary: str | None = None  #: the FPGA report's text, when a sample input was given
+    loihi: object = None  #: the Loihi lowering (snnc/backends/loihi/lower.py), for a Loihi build
 
     def report(self) -> str:
         parts = []
@@ -168,6 +169,7 @@ def compile_model(
     calibrate=None,
     sample=None,
     board: str | None = None,
+    yaml: bool = False,
     **load_kw,
 ) -> BuildResult:
     """Load, run the target's pipeline (or ``passes``) and, with ``output``, write the build.
@@ -177,7 +179,11 @@ def compile_model(
     ``report.html`` (``snnc/backends/fpga/report.py``) from simulating it. With ``board``
     (``snnc/backends/fpga/board.py``) it builds the bitstream into ``bitstream/``; when the
     toolchain fails or the design does not fit, the build is written without the bitstream but
-    with ``bitstream/toolchain.log``, and the error is raised afterwards."""
+    with ``bitstream/toolchain.log``, and the error is raised afterwards.
+
+    For a Loihi target the build holds ``loihi/chip.json`` and ``loihi/cores/*.json`` (with
+    ``yaml`` also ``.yaml`` beside each), lava-dl's ``loihi/network.net`` where netx can describe
+    the network, and ``summary.txt`` (``snnc/backends/loihi/``)."""
     from snnc.api import load, load_input, pipeline
     from snnc.targets import load_target
 
@@ -206,9 +212,18 @@ def compile_model(
             def extra(tmp: Path) -> None:
                 _fpga_files(result, t, tmp, xs, board, failed)
 
-        elif board is not None:
+        elif t.kind == "loihi":
+
+            def extra(tmp: Path) -> None:
+                _loihi_files(result, t, tmp, yaml)
+
+        if board is not None and t.kind != "fpga":
             raise SnncError(f"--board {board}: target '{t.name}' is not an FPGA target")
+        if yaml and t.kind != "loihi":
+            raise SnncError(f"--yaml: target '{t.name}' is not a Loihi target; YAML copies are "
+                            "written for Loihi configurations")  # fmt: skip
         options = {"target": target, "passes": spec} | ({"board": board} if board else {})
+        options |= {"yaml": True} if yaml else {}
         write_build(result, Path(output), inputs=inputs, options=options, extra=extra)
         if failed:
             raise failed[0]
@@ -249,6 +264,26 @@ def _fpga_files(result: BuildResult, target, tmp: Path, sample, board, failed: l
             )
         (tmp / "summary.txt").write_text(result.summary)
         (tmp / "report.html").write_text(rep.html())
+
+
+def _loihi_files(result: BuildResult, target, tmp: Path, yaml: bool) -> None:
+    """``loihi/`` (chip and core configurations, netx) and ``summary.txt``."""
+    from snnc.backends.loihi import lower, write
+    from snnc.backends.loihi.netx import export_netx
+    from snnc.backends.loihi.report import summary
+    from snnc.mapping.cores import mapping_of
+
+    mapping = mapping_of(result.graph, result.ctx.cache)
+    low = lower(result.graph, target, mapping)
+    result.loihi = low
+    write(low.config, tmp / "loihi", yaml_too=yaml)
+    try:
+        layers = export_netx(low, mapping.network, tmp / "loihi" / "network.net")
+        netx = f"loihi/network.net written (lava-dl netx HDF5, {len(layers) - 1} dense layer(s))"
+    except SnncError as e:
+        netx = f"loihi/network.net not written: {e}"
+    result.summary = summary(low, netx=netx)
+    (tmp / "summary.txt").write_text(result.summary)
 
 
 def _synth_of(bitstream):

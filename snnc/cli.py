@@ -155,6 +155,49 @@ def _as_output(values: np.ndarray, spiking: bool) -> np.ndarray:
     return values if values.dtype.kind in "iu" else values.astype(np.float32)
 
 
+def cmd_simulate_loihi(args) -> int:
+    """``snnc simulate BUILD`` for a build compiled for a Loihi target."""
+    from snnc.api import load_input
+    from snnc.backends.loihi import engine as L
+
+    engine = args.engine or "loihi"
+    if engine not in L.ENGINES or args.vcd:
+        raise SnncError(f"{args.model}: a Loihi build runs on engines {', '.join(L.ENGINES)}"
+                        f"{' (no --vcd: there is no RTL)' if args.vcd else ''}")  # fmt: skip
+    x = load_input(args.input)
+    build = L.open_build(args.model)
+    try:
+        res = L.run(build, engine, x, record=args.record)
+    except SimulationError as e:
+        raise SimulationError(f"{args.input}: {e}") from None
+    out = res.output
+    t, b = out.shape[:2]
+    print(f"simulated {b} input(s) x {t} steps of {args.model} with engine '{engine}' in "
+          f"{res.seconds:.3f} s")  # fmt: skip
+    if engine == "loihi":
+        print(f"ran {t + res.depth} Loihi steps and dropped the first {res.depth} (the output "
+              f"layer's synaptic latency), so step t is the integer engine's step t")  # fmt: skip
+        if res.synops is not None:
+            print(f"synaptic operations: {res.synops:,}; spikes: {res.spike_count:,}")
+    counts = out.reshape(t, b, -1).sum(axis=0)
+    print(f"output spikes: {int(out.sum())}")
+    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
+          "..." if b > 20 else "")  # fmt: skip
+    if args.output:
+        arrays = {"output": out.astype(np.uint8)}
+        arrays |= {f"layer/{n}": v.astype(np.uint8) for n, v in res.spikes.items()}
+        _atomic_npz(Path(args.output), arrays)
+        print(f"wrote {args.output}")
+    if args.check:
+        other = L.run(build, args.check, x)
+        msg = L.first_divergence(res, other, L.output_layer(build.config.chip))
+        if msg is not None:
+            raise SimulationError(f"{engine} and {args.check} differ: {msg} (summary.txt lists "
+                                  "the semantic changes Loihi forces)")  # fmt: skip
+        print(f"check: {engine} and {args.check} agree (spikes, {b} input(s) x {t} steps)")
+    return 0
+
+
 def cmd_simulate_build(args) -> int:
     from snnc.api import load_input
     from snnc.backends.fpga import engines as E
@@ -214,11 +257,14 @@ def cmd_simulate(args) -> int:
     from snnc.backends.fpga.engines import is_build
 
     if is_build(args.model):
-        return cmd_simulate_build(args)
-    if args.engine in ("cycle", "verilator") or args.check or args.vcd:
-        raise SnncError(f"{args.model}: engines cycle and verilator, --check and --vcd run a "
-                        "build directory; compile it first: snnc compile "
-                        f"{args.model} --target fpga -o BUILD")  # fmt: skip
+        from snnc.backends.loihi.engine import is_loihi_build
+
+        return cmd_simulate_loihi(args) if is_loihi_build(args.model) else cmd_simulate_build(args)
+    if args.engine in ("cycle", "verilator", "loihi") or args.check or args.vcd:
+        target = "loihi1" if args.engine == "loihi" else "fpga"
+        raise SnncError(f"{args.model}: engines cycle, verilator and loihi, --check and --vcd run "
+                        f"a build directory; compile it first: snnc compile {args.model} "
+                        f"--target {target} -o BUILD")  # fmt: skip
     args.engine = args.engine or "reference"
     x = load_input(args.input)
     if args.input_shape is None and x.ndim >= 3:
@@ -358,12 +404,15 @@ def cmd_compile(args) -> int:
     out = Path(args.output) if args.output else Path("build") / f"{Path(args.model).stem}-{target}"
     result = compile_model(
         args.model, target=target, output=out, passes=args.passes, weight_bits=args.weight_bits,
-        calibrate=args.calibrate, sample=args.sample, board=_board_arg(args),
+        calibrate=args.calibrate, sample=args.sample, board=_board_arg(args), yaml=args.yaml,
         dt=args.dt, input_shape=args.input_shape,
         trust_pickle=args.trust_pickle, model_def=args.model_def, notes=notes,
         nir_flavor=args.nir_flavor,
     )  # fmt: skip
     _say(notes)
+    if result.loihi is not None:
+        for w in result.loihi.semantic_changes:
+            print(f"warning: {w}", file=sys.stderr)
     if args.report:
         sys.stdout.write(result.report())
     meta = result.graph.meta
@@ -407,11 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(s)
     s.add_argument("--input", required=True, help="time-major input (T, B, ...) as .npy/.npz")
     s.add_argument("-o", "--output", help="write output spikes to this .npz")
-    s.add_argument("--engine", choices=["reference", "integer", "cycle", "verilator"],
+    s.add_argument("--engine", choices=["reference", "integer", "cycle", "verilator", "loihi"],
                    help="reference: float simulation of the IR (default for a model); integer: "
-                        "bit-exact quantised arithmetic (default for a build); cycle: the "
+                        "bit-exact quantised arithmetic (default for an FPGA build); cycle: the "
                         "cycle-accurate model of an FPGA build; verilator: the build's Verilog "
-                        "in Verilator")  # fmt: skip
+                        "in Verilator; loihi: the configuration files of a Loihi build (its "
+                        "default), output aligned to the integer engine's steps")  # fmt: skip
     s.add_argument("--check", nargs="?", const="integer", metavar="ENGINE",
                    help="also run ENGINE (default integer) on the build and report the first "
                         "step, layer and neuron where the two differ (exit status 1)")  # fmt: skip
@@ -478,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["icebreaker", "ulx3s-25f", "ulx3s-85f"],
         help="the board to build the bitstream for (implies --bitstream)",
     )
+    s.add_argument("--yaml", action="store_true",
+                   help="Loihi targets: also write each configuration file as YAML")  # fmt: skip
     s.add_argument("--report", action="store_true", help="print the pass and fit reports")
     s.set_defaults(func=cmd_compile)
 
