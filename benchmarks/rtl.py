@@ -77,7 +77,8 @@ def core_design(mixed: bool, device: str):
                         weight_memory=t.fpga.weight_memory)  # fmt: skip
     lo, hi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
     weights = tuple(tuple(rng.randint(lo, hi) for _ in range(lanes)) for _ in range(words))
-    table = tuple(AxonEntry((a * 32) % (words - 32), 32, 0, 0) for a in range(axons))
+    rl = min(32, n // lanes)  # a row of up to 32 words, within the core's groups
+    table = tuple(AxonEntry((a * rl) % (words - rl), rl, 0, 0) for a in range(axons))
     prof = (Profile(Kind.LIF, 3686, 0, False, Reset.SUBTRACT, Timing.NEXT_STEP),)
     if mixed:
         prof += (Profile(Kind.CUBALIF, 3686, 2048, False, Reset.TO_VALUE, Timing.IMMEDIATE),)
