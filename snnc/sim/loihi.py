@@ -3,16 +3,21 @@
 All values are integers; every compartment of every core advances in lockstep. Per step ``t``
 (0-based), for each compartment, with ``>>`` an arithmetic shift (floor)::
 
-    a[t] = sum_f shift(D_f[t], wgtExp_f)        # D_f: dendritic sum of format f arriving at t
     D_f[t] = sum of Wgt * payload over the synapses of format f whose axon carried a spike at
              step t - 1 - Dly                   # input at t-1 or a compartment spike at t-1
-    shift(x, e) = x << e  (e >= 0)   or   x >> -e  (e < 0, floor of the SUM; weight_exp="sum")
-    a = ((a + 2**21) mod 2**22) - 2**21         # only with input_wrap_21 (nengo-loihi)
-    u = sign(u) * ((|u| * (4096 - (decayU + 1))) >> 12) + (a << 6)
+    q = sum_f shift(D_f[t], wgtExp_f) << 6      # weight_exp="sum" (Lava): floor of the SUM
+    q = sum of shift(Wgt * payload, 6 + wgtExp_f) over those synapses  # "synapse" (nengo-loihi)
+    shift(x, e) = x << e  (e >= 0)   or   x >> -e  (e < 0)
+    u = sign(u) * ((|u| * (4096 - (decayU + 1))) >> 12) + q
     u = u - 2**24 if u > 2**23;  u = u + 2**24 if u <= -2**23        # one wrap, as Lava
     v = sign(v) * ((|v| * (4096 - decayV)) >> 12) + u + bias  # bias = bias << biasExp (>> if <0)
     v = clip(v, -(2**23 - 1), 2**23 - 1)
     s = v > (vth << 6);  v = 0 where s                          # u keeps its value
+
+With ``input_wrap_21`` the three wraps of nengo-loihi replace Lava's, with
+``wrap(x, b) = ((x + 2**b) mod 2**(b + 1)) - 2**b`` (``b`` bits + sign, two's complement)::
+
+    q = wrap(q, 21);  u = wrap(decay(u) + q, 23);  v = decay(v) + wrap(u + bias, 23), clipped
 
 - Lava (lava-nc 0.10.0, ``PyDenseModelBitAcc`` + ``PyLifModelBitAcc``) is the reference; the
   golden files ``tests/fixtures/loihi/*.npz`` confirm it bit for bit: the input of step ``t``
@@ -23,14 +28,30 @@ All values are integers; every compartment of every core advances in lockstep. P
   ``u`` wraps once, ``+2**23`` is kept and ``-2**23`` becomes ``+2**23`` (``u_wrap.npz``); ``v``
   saturates at ``+-(2**23 - 1)`` (``v_saturation.npz``); the spike test is strict
   (``exact_threshold.npz``); a negative weight exponent floors the sum (``weight_exp_m5.npz``).
-- ``weight_exp="synapse"`` floors each ``(Wgt * payload) >> -wgtExp`` before the sum, and
-  ``input_wrap_21`` wraps ``a`` (before ``<< 6``), as ``Semantics`` defines them. nengo-loihi
-  itself keeps 6 more fraction bits: it adds ``Wgt * 2**(6 + wgtExp)`` per synapse (flooring
-  only below wgtExp -6) and wraps that ``a << 6``-scaled sum at 21 bits + sign.
-- ``refractory=True`` follows nengo-loihi's emulator: a compartment that spikes at step ``t``
-  with ``refractDelay = r`` has ``v`` held at 0 (so it cannot spike) at steps ``t+1 .. t+r-1``;
-  ``u`` keeps integrating its input. Lava has no refractory period.
-- A synapse with ``Dly = d`` delivers ``d`` steps later than with ``Dly = 0``. Compartment
+- ``weight_exp="synapse"`` is nengo-loihi's: its emulator holds each weight on u's scale,
+  ``Wgt * 2**(6 + wgtExp)`` (``nengo_loihi/builder/discretize.py`` ``discretize_weights``
+  returns ``shift(w, s + weight_exp)`` then ``<< 6``; ``hardware/builder.py`` ``build_synapse``
+  writes ``Wgt = weights // synapse_cfg.scale``, ``block.py`` ``SynapseConfig.get_scale`` is
+  ``2**(6 + weight_exp)``), and ``emulator/interface.py`` ``SynapseState.update_input`` adds
+  those integers per spike (``qb[0, base + indices] += weights``). So the 6 fraction bits below
+  ``wgtExp`` are kept: Wgt 3 at wgtExp -2 adds 48 to u where Lava adds ``(3 >> 2) << 6 = 0``.
+  Only below wgtExp -6 (which nengo-loihi never builds: ``discretize_synapse`` clamps at -6)
+  is each ``Wgt * payload`` floored, per synapse. nengo-loihi has no graded payloads; the
+  payload multiplies ``Wgt`` before the shift.
+- ``input_wrap_21`` is nengo-loihi's overflow model, ``CompartmentState.update`` in
+  ``emulator/interface.py``: ``overflow(q0, bits=Q_BITS)`` on the synaptic input already on u's
+  scale, ``overflow(current, bits=U_BITS)`` on u and ``overflow(u2, bits=U_BITS)`` on
+  ``u + bias``, with ``Q_BITS = 21``, ``U_BITS = 23`` and ``overflow_signed``
+  (``builder/discretize.py``): keep the low ``bits`` bits, subtract ``2**bits`` if bit ``bits``
+  is set. So ``+2**23`` becomes ``-2**23`` (Lava keeps it) and ``u + bias`` wraps instead of
+  saturating; ``v`` itself only saturates, as in Lava.
+- ``refractory=True`` follows nengo-loihi's ``CompartmentState.update``: ``voltage[ref_count >
+  0] = 0`` before the spike test, then ``ref_count[spiked] = ref[spiked]`` and ``ref_count =
+  max(ref_count - 1, 0)``; a compartment that spikes at step ``t`` with ``refractDelay = r``
+  has ``v`` held at 0 (so it cannot spike) at steps ``t+1 .. t+r-1``; ``u`` keeps integrating
+  its input. Lava has no refractory period.
+- A synapse with ``Dly = d`` delivers ``d`` steps later than with ``Dly = 0`` under every rule
+  (nengo-loihi's emulator has no delays: ``CompartmentState.MAX_DELAY = 1``). Compartment
   spikes carry payload 1; graded payloads (``payloadBits > 0``) enter only from the input.
 - ``Wgt`` is trusted as stored but checked at load: a multiple of ``2**(8 - wgtBits + isMixed)``
   in ``-256 .. 255`` (mixed) or ``-255 .. 255`` (one sign per synapse as stored: excitatory or
@@ -75,12 +96,17 @@ class _Group:
 
     w: np.ndarray | sp.csr_matrix
     dly: int
-    slot: int  # which dendritic accumulator (0: exact, already scaled)
-    floor: int = 0  # > 0: floor each Wgt * payload >> floor (weight_exp="synapse", graded)
+    slot: int  # which dendritic accumulator (0: exact, already on u's scale)
+    floor: int = 0  # > 0: floor each Wgt * payload >> floor ("synapse", wgtExp < -6, graded)
 
 
 def _decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.sign(x) * ((np.abs(x) * d) >> 12)
+
+
+def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
+    """nengo-loihi's ``overflow_signed``: ``x`` in ``bits`` bits + sign, two's complement."""
+    return ((x + (1 << bits)) & ((2 << bits) - 1)) - (1 << bits)
 
 
 class _Core:
@@ -110,16 +136,19 @@ class _Core:
     def step(self, t: int) -> np.ndarray:
         """Advance the compartments by step ``t``; returns the spikes (B, n) as bool."""
         slot = self.acc[t % self.depth]
-        a = slot[0].copy()
+        q = slot[0].copy()  # the synaptic input on u's scale
         for k in range(1, len(self.shifts)):
-            a += slot[k] >> self.shifts[k]
+            q += (slot[k] >> self.shifts[k]) << 6
         slot[:] = 0
-        if self.sem.input_wrap_21:
-            a = ((a + (1 << 21)) % (1 << 22)) - (1 << 21)
-        u = _decay(self.u, self.du) + (a << 6)
-        u = np.where(u > _UV, u - 2 * _UV, u)
-        self.u = np.where(u <= -_UV, u + 2 * _UV, u)
-        v = np.clip(_decay(self.v, self.dv) + self.u + self.bias, 1 - _UV, _UV - 1)
+        if self.sem.input_wrap_21:  # nengo-loihi: overflow(q0, Q_BITS), (current | u2, U_BITS)
+            self.u = _wrap(_decay(self.u, self.du) + _wrap(q, 21), 23)
+            u2 = _wrap(self.u + self.bias, 23)
+        else:
+            u = _decay(self.u, self.du) + q
+            u = np.where(u > _UV, u - 2 * _UV, u)
+            self.u = np.where(u <= -_UV, u + 2 * _UV, u)
+            u2 = self.u + self.bias
+        v = np.clip(_decay(self.v, self.dv) + u2, 1 - _UV, _UV - 1)
         if self.sem.refractory:
             v[self.wait > 0] = 0
         s = v > self.vth
@@ -222,15 +251,16 @@ def _groups(cfg, sem, axon, cx, wgt, fmt, dly, amax) -> tuple[list[_Group], list
     for f_id, d, r in np.unique(np.stack([fmt, dly, rank], axis=1), axis=0).tolist():
         m = (fmt == f_id) & (dly == d) & (rank == r)
         e, w, slot, floor = cfg.synapse_fmts[f_id].wgt_exp, wgt[m], 0, 0
-        if e >= 0:
-            w = w << e
-        elif sem.weight_exp == "synapse" and binary:
-            w = w >> -e
-        elif sem.weight_exp == "synapse":
-            floor = -e
-        else:
+        k = 6 + e  # onto u's scale: Wgt * 2**(6 + wgtExp)
+        if sem.weight_exp == "sum" and e < 0:  # Lava: (D >> -wgtExp) << 6 in step()
             slot = slot_of.setdefault(f_id, len(shifts))
             shifts += [-e] if slot == len(shifts) else []
+        elif k >= 0:
+            w = w << k
+        elif binary:  # nengo-loihi below wgtExp -6: floor per synapse
+            w = w >> -k
+        else:
+            floor = -k
         dense = np.zeros((len(cfg.synapse_map), len(cfg.compartments)), np.int64)
         dense[axon[m], cx[m]] = w
         bound = float((np.abs(dense).astype(np.float64).T @ amax).max(initial=0.0))

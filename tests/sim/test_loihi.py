@@ -142,46 +142,85 @@ def u_after(config: L.LoihiConfig, x: np.ndarray, **sem) -> np.ndarray:
 
 
 def test_weight_exp_floors_the_sum_or_each_synapse() -> None:
-    # Wgt 3, 3, 3, -1 at wgtExp -2: floor((3+3+3-1) / 4) = 2, but 0 + 0 + 0 + floor(-1/4) = -1
-    syn = [(a, 0, w, 0, 0) for a, w in enumerate((3, 3, 3, -1))]
+    # Lava: (sum Wgt) >> 2 << 6; nengo-loihi: each Wgt * 2**(6 - 2) = 16 Wgt, nothing floored
+    syn = [(a, 0, w, 0, 0) for a, w in enumerate((3, 3, 3, -2))]
     fmt = L.SynapseFmt(wgt_exp=-2, wgt_bits=8, idx_bits=8, is_mixed=False)
     config = chip([core(0, syn, 4, [NO_SPIKE], [fmt])], 4)
     x = np.zeros((3, 1, 4), np.uint8)
+    x[0], x[1, 0, 0] = 1, 1  # all four axons at step 0, axon 0 (Wgt 3) alone at step 1
+    assert u_after(config, x)[:, 0, 0].tolist() == [0, (7 >> 2) << 6, (3 >> 2) << 6]  # 64, 0
+    assert u_after(config, x, weight_exp="synapse")[:, 0, 0].tolist() == [0, 7 * 16, 3 * 16]
+    # below wgtExp -6 nengo-loihi floors each synapse: wgtExp -8 is Wgt >> 2 on u's scale
+    syn = [(a, 0, w, 0, 0) for a, w in enumerate((3, 3, -1))]
+    fmt8 = L.SynapseFmt(wgt_exp=-8, wgt_bits=8, idx_bits=8, is_mixed=False)
+    config = chip([core(0, syn, 3, [NO_SPIKE], [fmt8])], 3)
+    x = np.zeros((2, 1, 3), np.uint8)
     x[0] = 1
-    assert u_after(config, x)[:, 0, 0].tolist() == [0, 2 << 6, 0]
-    assert u_after(config, x, weight_exp="synapse")[:, 0, 0].tolist() == [0, -1 << 6, 0]
-    # graded payloads: floor(3 * 1 / 4) per synapse is 0, floor of the sum 9 / 4 is 2
+    assert u_after(config, x)[:, 0, 0].tolist() == [0, (5 >> 8) << 6]  # 0
+    # 0 + 0 - 1 per synapse (flooring the u-scale sum would give 5 >> 2 = 1)
+    assert u_after(config, x, weight_exp="synapse")[:, 0, 0].tolist() == [0, -1]
+    # graded payloads multiply Wgt first: 1*3 + 1*3 + 1*3 + 2*1 = 11 at step 0, 2*3 at step 1
     syn = [(a, 0, 1, 0, 0) for a in range(3)] + [(3, 0, 2, 0, 0)]
     graded = chip([core(0, syn, 4, [NO_SPIKE], [fmt])], 4, payload_bits=2)
-    g = np.array([[[3, 3, 3, 1]], [[0, 0, 0, 3]]])
-    assert u_after(graded, g)[:, 0, 0].tolist() == [0, 2 << 6]  # floor((9 + 2) / 4)
-    assert u_after(graded, g, weight_exp="synapse")[:, 0, 0].tolist() == [0, 0]
+    g = np.array([[[3, 3, 3, 1]], [[0, 0, 0, 3]], [[0, 0, 0, 0]]])
+    assert u_after(graded, g)[:, 0, 0].tolist() == [0, (11 >> 2) << 6, (6 >> 2) << 6]
+    assert u_after(graded, g, weight_exp="synapse")[:, 0, 0].tolist() == [0, 176, 96]
+    # graded below wgtExp -6 (-7: >> 1 per synapse event): 3 x (3 >> 1) + (-1 >> 1), -3 >> 1
+    syn = [(a, 0, 1, 0, 0) for a in range(3)] + [(3, 0, -1, 0, 0)]
+    fmt7 = L.SynapseFmt(wgt_exp=-7, wgt_bits=8, idx_bits=8, is_mixed=False)
+    graded = chip([core(0, syn, 4, [NO_SPIKE], [fmt7])], 4, payload_bits=2)
+    assert u_after(graded, g)[:, 0, 0].tolist() == [0, (8 >> 7) << 6, (-3 >> 7) << 6]
+    assert u_after(graded, g, weight_exp="synapse")[:, 0, 0].tolist() == [0, 3 - 1, -2]
 
 
 def test_input_wrap_21_wraps_the_dendritic_sum() -> None:
-    # one axon, 256 synapses of 128 << 7 plus one of 5 onto the same compartment (two formats,
-    # duplicate (axon, cx) pairs): a = 2**22 + 5, which wraps to 5 at 21 bits + sign
-    syn = [(0, 0, 128, 0, 0)] * 256 + [(0, 0, 5, 1, 0)]
-    fmts = [L.SynapseFmt(7, 8, 8, False), L.SynapseFmt(0, 8, 8, False)]
-    config = chip([core(0, syn, 1, [NO_SPIKE], fmts)], 1)
-    x = np.array([[[1]], [[0]]])
-    assert u_after(config, x, input_wrap_21=True)[:, 0, 0].tolist() == [0, 5 << 6]
-    assert u_after(config, x)[1, 0, 0] == ((1 << 22) + 5 << 6) - (1 << 24)  # Lava: one wrap
-    r = simulate(config, x, semantics=L.Semantics(input_wrap_21=True))
-    assert r.synops == 257 and r.spike_count == 0
+    # wgtExp 7: Wgt 255 is 255 * 2**13 = 2088960 on u's scale (< 2**21), Wgt 128 is 2**20
+    syn = [(0, 0, 255, 0, 0)] * 2 + [(1, 0, 128, 0, 0)] * 2  # duplicate (axon, cx) pairs
+    syn += [(2, 1, 128, 0, 0), (3, 2, 255, 0, 0)]
+    keep = (-1, 4095, 131071)  # decayU -1 keeps u; v decays by 1/4096; vth << 6 = 8388544
+    cx = [NO_SPIKE, (*keep, 0, 0, 0), (*keep, 4095, 7, 0)]  # cx 2: bias 4095 << 7 = 524160
+    config = chip([core(0, syn, 4, cx, [L.SynapseFmt(7, 8, 8, False)])], 4)
+    x = np.zeros((9, 1, 4), np.uint8)
+    x[0, 0, 0] = x[1, 0, 1] = 1
+    x[:8, 0, 2] = x[:4, 0, 3] = 1
+    lava = simulate(config, x, trace=True, record=True)
+    nengo = simulate(config, x, trace=True, semantics=L.Semantics(input_wrap_21=True))
+    # cx 0: q = 2 * 2088960 = 4177920 wraps to 4177920 - 2**22 = -16384 (wrapping the sum
+    # before << 6, 65280, would not), and q = 2**21 wraps to -2**21; Lava keeps both
+    assert lava.u[0, 0][:4, 0, 0].tolist() == [0, 4177920, 1 << 21, 0]
+    assert nengo.u[0, 0][:4, 0, 0].tolist() == [0, -16384, -(1 << 21), 0]
+    # cx 1: u integrates 2**20 per step to 2**23 at step 8: U_BITS wraps it to -2**23,
+    # Lava keeps +2**23
+    assert lava.u[0, 0][:, 0, 1].tolist() == [k << 20 for k in range(9)]
+    assert nengo.u[0, 0][:, 0, 1].tolist() == [k << 20 for k in range(8)] + [-(1 << 23)]
+    # cx 2: u = 2088960 k up to 8355840; u + bias = 8880000 at step 4 wraps to -7897216
+    # (nengo-loihi's u2), where Lava's v saturates at 2**23 - 1 and spikes
+    u = [0, 2088960, 4177920, 6266880, 8355840, 8355840]
+    assert lava.u[0, 0][:6, 0, 2].tolist() == nengo.u[0, 0][:6, 0, 2].tolist() == u
+    v = [524160, 2613247, 4702717, 6792188]  # u + bias + v >> 12 (127, 637, 1148)
+    assert lava.v[0, 0][:6, 0, 2].tolist() == [*v, 0, 0]
+    assert nengo.v[0, 0][:6, 0, 2].tolist() == [*v, 1658 - 7897216, -1927 - 7897216]
+    assert lava.spikes["layer0"][:, 0, 2].tolist() == [0] * 4 + [1] * 5
+    assert nengo.spike_count == 0 and nengo.synops == lava.synops == 16
 
 
 def test_refractory_holds_v_for_refract_delay_steps() -> None:
-    # bias alone crosses the threshold every step; refractDelay 3 fires every third step
-    cx = [(4095, 4095, 10, 1000, 0, 3)]
-    config = chip([core(0, [(0, 0, 64, 0, 0)], 1, cx, [L.SynapseFmt(0, 8, 8, False)])], 1)
-    x = np.ones((7, 1, 1), np.uint8)
+    # q = 50 << 6 = 3200 a step from step 1, no leak (decayV 0), vth << 6 = 6400; cx 0 has
+    # refractDelay 3, cx 1 refractDelay 1 (ref_count = 1 - 1 = 0: never held)
+    cx = [(4095, 0, 100, 0, 0, 3), (4095, 0, 100, 0, 0, 1)]
+    syn = [(0, 0, 50, 0, 0), (0, 1, 50, 0, 0)]
+    config = chip([core(0, syn, 1, cx, [L.SynapseFmt(0, 8, 8, False)])], 1)
+    x = np.ones((10, 1, 1), np.uint8)
     free = simulate(config, x, trace=True)
     held = simulate(config, x, trace=True, semantics=L.Semantics(refractory=True))
-    assert free.output[:, 0, 0].tolist() == [1] * 7
-    assert held.output[:, 0, 0].tolist() == [1, 0, 0, 1, 0, 0, 1]
-    assert held.v[0, 0][:, 0, 0].tolist() == [0] * 7  # reset or held: never integrates
+    assert free.v[0, 0][:, 0, 0].tolist() == [0, 3200, 6400, 0, 3200, 6400, 0, 3200, 6400, 0]
+    assert free.output[:, 0, 0].tolist() == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]
+    # fires at 3; v computed then zeroed at 4 and 5 (ref_count 2, 1); restarts from 0 at 6
+    assert held.v[0, 0][:, 0, 0].tolist() == [0, 3200, 6400, 0, 0, 0, 3200, 6400, 0, 0]
+    assert held.output[:, 0, 0].tolist() == [0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+    np.testing.assert_array_equal(held.v[0, 0][:, 0, 1], free.v[0, 0][:, 0, 1])
     np.testing.assert_array_equal(held.u[0, 0], free.u[0, 0])  # u integrates regardless
+    assert held.u[0, 0][:, 0, 0].tolist() == [0] + [3200] * 9
 
 
 def test_synapse_delay_delivers_later() -> None:
@@ -211,16 +250,22 @@ def test_ports_split_the_input_and_a_core_may_have_no_synapses() -> None:
     assert r.synops == 2 and r.spike_count == 10
 
 
-def naive(config: L.LoihiConfig, x: np.ndarray) -> dict:
+def _overflow(x: int, bits: int) -> int:
+    """nengo-loihi's overflow_signed on one integer: low ``bits`` bits, minus bit ``bits``."""
+    return (x & ((1 << bits) - 1)) - (x & (1 << bits))
+
+
+def naive(config: L.LoihiConfig, x: np.ndarray, sem: L.Semantics | None = None) -> dict:
     """The module docstring's equations, one synapse and one compartment at a time."""
+    sem = sem or L.Semantics()
     T, B = x.shape[:2]
     cores = config.cores
     u = {k: np.zeros((T, B, len(c.compartments)), np.int64) for k, c in cores.items()}
     v = {k: np.zeros_like(a) for k, a in u.items()}
     s = {k: np.zeros_like(a) for k, a in u.items()}
     for b in range(B):
-        due: dict = {}  # (core, arrival step, cx, format) -> raw dendritic sum
-        st = {k: [[0, 0] for _ in c.compartments] for k, c in cores.items()}
+        due: dict = {}  # (core, arrival step, cx, format or "q") -> raw sum or u-scale input
+        st = {k: [[0, 0, 0] for _ in c.compartments] for k, c in cores.items()}
         for t in range(T):
             for k, c in cores.items():
                 for i, cc in enumerate(c.compartments):
@@ -230,16 +275,26 @@ def naive(config: L.LoihiConfig, x: np.ndarray) -> dict:
                         else due.get((k, t, i, f), 0) << fm.wgt_exp
                         for f, fm in enumerate(c.synapse_fmts)
                     )
+                    q = (a << 6) + due.get((k, t, i, "q"), 0)
                     p = c.cx_profiles[cc.cx_profile]
-                    uu, vv = st[k][i]
-                    uu = int(np.sign(uu)) * ((abs(uu) * (4095 - p.decay_u)) >> 12) + (a << 6)
-                    uu = uu - (1 << 24) if uu > 1 << 23 else uu
-                    uu = uu + (1 << 24) if uu <= -(1 << 23) else uu
+                    uu, vv, ref = st[k][i]
+                    uu = int(np.sign(uu)) * ((abs(uu) * (4095 - p.decay_u)) >> 12)
+                    bias = cc.bias << cc.bias_exp
+                    if sem.input_wrap_21:
+                        uu = _overflow(uu + _overflow(q, 21), 23)
+                        u2 = _overflow(uu + bias, 23)
+                    else:
+                        uu += q
+                        uu = uu - (1 << 24) if uu > 1 << 23 else uu
+                        uu = uu + (1 << 24) if uu <= -(1 << 23) else uu
+                        u2 = uu + bias
                     vv = int(np.sign(vv)) * ((abs(vv) * (4096 - p.decay_v)) >> 12)
-                    vv = min(max(vv + uu + (cc.bias << cc.bias_exp), 1 - (1 << 23)), (1 << 23) - 1)
+                    vv = min(max(vv + u2, 1 - (1 << 23)), (1 << 23) - 1)
+                    vv = 0 if sem.refractory and ref > 0 else vv
                     fire = vv > c.vth_profiles[cc.vth_profile] << 6
                     vv = 0 if fire else vv
-                    st[k][i] = [uu, vv]
+                    ref = max((p.refract_delay if fire else ref) - 1, 0)
+                    st[k][i] = [uu, vv, ref]
                     u[k][t, b, i], v[k][t, b, i], s[k][t, b, i] = uu, vv, fire
             hits = [((0, 0), e, x[t, b, e]) for e in range(x.shape[2]) if x[t, b, e]]
             for k, c in cores.items():
@@ -248,35 +303,51 @@ def naive(config: L.LoihiConfig, x: np.ndarray) -> dict:
                 c, e = cores[k], cores[k].synapse_map[axon]
                 for j in range(e.synapse_ptr, e.synapse_ptr + e.synapse_len) if e else ():
                     key = (k, t + 1 + c.synapses.dly[j], e.cx_base + c.synapses.cidx[j])
-                    key += (c.synapses.fmt[j],)
-                    due[key] = due.get(key, 0) + c.synapses.wgt[j] * int(pay)
+                    w, f = c.synapses.wgt[j] * int(pay), c.synapses.fmt[j]
+                    if sem.weight_exp == "synapse":  # each synapse onto u's scale
+                        sh = 6 + c.synapse_fmts[f].wgt_exp
+                        key, w = (*key, "q"), w << sh if sh >= 0 else w >> -sh
+                    else:
+                        key += (f,)
+                    due[key] = due.get(key, 0) + w
     return {"u": u, "v": v, "s": s}
 
 
+NENGO = {"weight_exp": "synapse", "input_wrap_21": True, "refractory": True}
+
+
+@pytest.mark.parametrize("rules", ["lava", "nengo"])
 @pytest.mark.parametrize("seed", range(4))
-def test_random_multicore_configs_match_a_naive_model(seed: int, tmp_path: Path) -> None:
+def test_random_multicore_configs_match_a_naive_model(
+    seed: int, rules: str, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(seed)
     fmts = [L.SynapseFmt(-3, 6, 8, True), L.SynapseFmt(1, 5, 8, False), L.SynapseFmt(0, 8, 8, True)]
+    sem: dict = {}
+    if rules == "nengo":  # also a format floored per synapse and one that overflows Q_BITS
+        fmts += [L.SynapseFmt(-7, 8, 8, False), L.SynapseFmt(7, 8, 8, True)]
+        sem = NENGO
     sizes = [6, 9, 7, 4]
     cores = []
     for k in range(3):
         syn = []
         for a in range(sizes[k]):
             for i in rng.choice(sizes[k + 1], 4, replace=False):
-                f = int(rng.integers(3))
+                f = int(rng.integers(len(fmts)))
                 step = 1 << (8 - fmts[f].wgt_bits + fmts[f].is_mixed)
                 lo = -256 if fmts[f].is_mixed else 0
                 w = int(rng.integers(lo // step, 256 // step)) * step
                 syn.append((a, int(i), w, f, int(rng.integers(3))))
         cx = [(int(rng.integers(-1, 4096)), int(rng.integers(0, 4096)), int(rng.integers(1, 60)),
-               int(rng.integers(-200, 200)), int(rng.integers(0, 3)), 0)
+               int(rng.integers(-200, 200)), int(rng.integers(0, 3)),
+               int(rng.integers(0, 4)) if sem else 0)
               for _ in range(sizes[k + 1])]  # fmt: skip
         out = tuple(L.OutputAxon(i, 0, k + 1, i) for i in range(sizes[k + 1])) if k < 2 else ()
         cores.append(core(k, syn, sizes[k], cx, fmts, out))
-    config = roundtrip(chip(cores, sizes[0]), tmp_path)
+    config = roundtrip(chip(cores, sizes[0], **sem), tmp_path)  # the rules come from the file
     x = (rng.random((25, 3, sizes[0])) < 0.4).astype(np.uint8)
     r = simulate(config, x, trace=True, record=True)
-    want = naive(config, x)
+    want = naive(config, x, L.Semantics(**sem))
     for k in config.cores:
         np.testing.assert_array_equal(r.u[k], want["u"][k])
         np.testing.assert_array_equal(r.v[k], want["v"][k])
