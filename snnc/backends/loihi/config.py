@@ -223,8 +223,12 @@ class Semantics:
     """Rules on which the open references disagree (REFERENCE: Loihi 1 semantics). Defaults are
     lava-nc 0.10.0's."""
 
-    weight_exp: str = "sum"  # "sum": exponent on each dendritic sum (Lava); "synapse": per synapse
-    input_wrap_21: bool = False  # wrap the dendritic sum at 21 bits + sign (nengo-loihi)
+    #: "sum": the exponent scales each format's dendritic sum (Lava); "synapse": each synapse
+    #: adds Wgt * 2**(6 + wgtExp) (nengo-loihi's emulator)
+    weight_exp: str = "sum"
+    #: nengo-loihi's overflow model: the u-scaled input wraps at 21 bits + sign, u and u + bias
+    #: at 23 bits + sign (two's complement); off: Lava's one wrap of u and saturating v
+    input_wrap_21: bool = False
     refractory: bool = False  # honour refractDelay (nengo-loihi); Lava has none
 
     def __post_init__(self) -> None:
