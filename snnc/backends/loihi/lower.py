@@ -307,8 +307,9 @@ def semantic_changes(node, pop: Population, plan: LayerPlan, prob: F.ScaleProble
     if node.timing is not TM.IMMEDIATE:
         out.append(f"{name}: the {node.timing.value} reset becomes Loihi's immediate reset")
     if leaky:
+        ir = "subtracts v >> k (a floor)" if node.decay_shift else "rounds to the nearest unit"
         out.append(f"{name}: the leak truncates toward zero at 2^-{plan.k + 6} of an IR unit on "
-                   "Loihi; the IR rounds to the nearest unit")  # fmt: skip
+                   f"Loihi; the IR {ir}")  # fmt: skip
         if not node.strict:
             out.append(f"{name}: '>=' threshold becomes '>' with vth between two IR units "
                        "(exact on whole IR units only)")  # fmt: skip
