@@ -305,11 +305,64 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_eval_loihi(args) -> int:
+    """``snnc eval --engine loihi``: compile for a Loihi target and compare the configuration's
+    accuracy (``snnc/sim/loihi.py``, aligned as ``simulate BUILD --engine loihi``) with the
+    integer simulator's on the same test images."""
+    from snnc import datasets
+    from snnc.backends.loihi import engine as L
+    from snnc.backends.loihi import lower
+    from snnc.build import compile_model
+    from snnc.eval import predict
+    from snnc.mapping.cores import mapping_of
+    from snnc.targets import load_target
+
+    t = load_target(args.target or "loihi1")
+    if t.kind != "loihi":
+        raise SnncError(f"--engine loihi: target '{t.name}' is not a Loihi target")
+    notes: list[str] = []
+    g = _load(args, notes)
+    _say(notes)
+    r = compile_model(g, target=t, passes=args.passes, weight_bits=args.weight_bits)
+    low = lower(r.graph, t, mapping_of(r.graph, r.ctx.cache))
+    images, labels = datasets.load(args.dataset, "test")
+    images, labels = images[: args.limit], labels[: args.limit]
+    images = datasets.fit_to_input(images, g.nodes[g.input_names[0]].shape, args.dataset)
+    steps = args.steps or datasets.info(args.dataset).default_steps
+    x = datasets.rate_encode(images, steps, args.seed)
+    build = L.LoihiBuild(Path("."), r.graph, t, low.config)
+    acc, pred = {}, {}
+    for e in ("integer", "loihi"):
+        outs = [L.run(build, e, x[:, i : i + args.batch_size]).output
+                for i in range(0, x.shape[1], args.batch_size)]  # fmt: skip
+        pred[e] = predict(np.concatenate(outs, axis=1))
+        acc[e] = float(np.mean(pred[e] == labels))
+    agree = float(np.mean(pred["loihi"] == pred["integer"]))
+    res = {"dataset": args.dataset, "images": len(labels), "steps": steps, "target": t.name,
+           "cores": len(low.usage), "accuracy": acc, "prediction_agreement": agree,
+           "semantic_changes": low.semantic_changes}  # fmt: skip
+    if args.json:
+        print(json.dumps(res, indent=1, sort_keys=True))
+        return 0
+    print(f"{args.dataset}: {len(labels)} test images, T = {steps}, target '{t.name}' "
+          f"({len(low.usage)} of {t.total_cores} cores), {r.spec}")  # fmt: skip
+    print(f"  integer  {acc['integer']:.2%}")
+    print(f"  loihi    {acc['loihi']:.2%}  ({100 * (acc['loihi'] - acc['integer']):+.2f} points; "
+          f"same prediction {agree:.1%})")  # fmt: skip
+    print(f"  {len(low.semantic_changes)} semantic change(s) the hardware forces (snnc compile "
+          f"--target {t.name} lists them in summary.txt)")  # fmt: skip
+    return 0
+
+
 def cmd_eval(args) -> int:
     from snnc.datasets import info
     from snnc.eval import Progress, evaluate
 
+    if args.engine == "loihi":
+        return cmd_eval_loihi(args)
     notes: list[str] = []
+    if args.target is not None:
+        notes.append("--target is used by --engine loihi only")
     t0 = time.perf_counter()
     g = _load(args, notes)
     load_s = time.perf_counter() - t0
@@ -481,10 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--engine",
-        choices=["reference", "integer", "both"],
+        choices=["reference", "integer", "both", "loihi"],
         default="both",
-        help="which simulators to run (default both, and compare them)",
+        help="which simulators to run (default both, and compare them); loihi: compile for "
+        "--target and compare its configuration with the integer engine",
     )
+    s.add_argument("--target", help="with --engine loihi: loihi1 (default), loihi2 or a YAML")
     _pass_args(s, "for the integer engine")
     s.add_argument(
         "--steps",

@@ -145,3 +145,14 @@ def test_recorded_layers_come_back_in_the_graphs_order_and_shape(tmp_path: Path)
     for k, v in got["loihi"].items():
         assert np.array_equal(v, got["integer"][k]), k
     assert got["loihi"]["layer/l1"].sum() > 0
+
+
+def test_eval_engine_loihi_compares_with_the_integer_engine(capsys) -> None:
+    argv = ["eval", str(MNIST), "--dataset", "mnist", "--engine", "loihi", "--limit", "100",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["target"], res["cores"], res["images"], res["steps"]) == ("loihi1", 2, 100, 25)
+    acc = res["accuracy"]
+    assert abs(acc["loihi"] - acc["integer"]) <= 0.02 and res["prediction_agreement"] >= 0.98
+    assert len(res["semantic_changes"]) == 9
