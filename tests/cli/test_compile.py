@@ -21,8 +21,10 @@ def test_compile_writes_manifest_ir_and_reports(tmp_path: Path, capsys) -> None:
     assert "partition for 'loihi1'" in printed and "binding limit" in printed
     assert "cores on 'loihi1' (used / limit)" in printed
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["build.json", "fit.json", "model.json", "model.npz", "model.snnc",
-                     "report.txt"]  # fmt: skip
+    assert files == ["build.json", "fit.json", "loihi", "model.json", "model.npz", "model.snnc",
+                     "report.txt", "summary.txt"]  # fmt: skip
+    assert sorted(p.name for p in (out / "loihi").iterdir()) == ["chip.json", "cores",
+                                                                 "network.net"]  # fmt: skip
     manifest = json.loads((out / "build.json").read_text())
     assert manifest["options"]["target"] == "loihi1"
     assert manifest["passes"].startswith("canonicalize,quantize{weight-bits=8,granularity=layer}")
