@@ -298,6 +298,9 @@ def semantic_changes(node, pop: Population, plan: LayerPlan, prob: F.ScaleProble
     """What the hardware forces on one layer (reported, not refused)."""
     name, out = f"'{pop.name}'", []
     leaky = bool(np.any(plan.decay_v != 0))
+    if np.any(plan.bias != 0):
+        out.append(f"{name}: its bias acts from Loihi step 0, {plan.depth} step(s) before its "
+                   "first input arrives; the IR adds it from the input's first step")  # fmt: skip
     if isinstance(node, N.Threshold):
         out.append(f"{name}: the stateless Threshold keeps |v| >> 12 of a step without a spike "
                    "(decayV 4095)")  # fmt: skip
@@ -313,9 +316,6 @@ def semantic_changes(node, pop: Population, plan: LayerPlan, prob: F.ScaleProble
         if not node.strict:
             out.append(f"{name}: '>=' threshold becomes '>' with vth between two IR units "
                        "(exact on whole IR units only)")  # fmt: skip
-    if np.any(plan.bias != 0):
-        out.append(f"{name}: its bias acts from Loihi step 0, {plan.depth} step(s) before its "
-                   "first input arrives; the IR adds it from the input's first step")  # fmt: skip
     if node.saturate:
         lim = f"+-2^{17 - plan.k} IR units"
         out.append(f"{name}: the IR saturates v at +-2^{node.state_bits - 1}; Loihi clips it at "
