@@ -155,6 +155,19 @@ def _as_output(values: np.ndarray, spiking: bool) -> np.ndarray:
     return values if values.dtype.kind in "iu" else values.astype(np.float32)
 
 
+def _loihi_rules(args, rules):
+    """The build's Loihi rules with the command line's switches applied."""
+    from dataclasses import replace
+
+    if args.loihi_rules == "nengo":
+        rules = replace(rules, weight_exp="synapse", input_wrap_21=True, refractory=True)
+    elif args.loihi_rules == "lava":
+        rules = replace(rules, weight_exp="sum", input_wrap_21=False, refractory=False)
+    if args.weight_exp is not None:
+        rules = replace(rules, weight_exp=args.weight_exp)
+    return rules
+
+
 def cmd_simulate_loihi(args) -> int:
     """``snnc simulate BUILD`` for a build compiled for a Loihi target."""
     from snnc.api import load_input
@@ -166,8 +179,9 @@ def cmd_simulate_loihi(args) -> int:
                         f"{' (no --vcd: there is no RTL)' if args.vcd else ''}")  # fmt: skip
     x = load_input(args.input)
     build = L.open_build(args.model)
+    rules = _loihi_rules(args, build.config.chip.semantics)
     try:
-        res = L.run(build, engine, x, record=args.record)
+        res = L.run(build, engine, x, record=args.record, semantics=rules)
     except SimulationError as e:
         raise SimulationError(f"{args.input}: {e}") from None
     out = res.output
@@ -175,6 +189,9 @@ def cmd_simulate_loihi(args) -> int:
     print(f"simulated {b} input(s) x {t} steps of {args.model} with engine '{engine}' in "
           f"{res.seconds:.3f} s")  # fmt: skip
     if engine == "loihi":
+        print(f"Loihi rules: weight exponent on each {rules.weight_exp}, 21-bit input wrap "
+              f"{'on' if rules.input_wrap_21 else 'off'}, refractory delay "
+              f"{'on' if rules.refractory else 'off'}")  # fmt: skip
         print(f"ran {t + res.depth} Loihi steps and dropped the first {res.depth} (the output "
               f"layer's synaptic latency), so step t is the integer engine's step t")  # fmt: skip
         if res.synops is not None:
@@ -252,19 +269,33 @@ def cmd_simulate_build(args) -> int:
     return 0
 
 
-def cmd_simulate(args) -> int:
-    from snnc.api import load_input, prepare
+def _simulate_build(args) -> int | None:
+    """``snnc simulate`` of a build directory (None: ``args.model`` is a model file)."""
     from snnc.backends.fpga.engines import is_build
+    from snnc.backends.loihi.engine import is_loihi_build
 
+    if is_build(args.model) and is_loihi_build(args.model):
+        return cmd_simulate_loihi(args)
+    if args.loihi_rules or args.weight_exp:
+        raise SnncError(f"{args.model}: --loihi-rules and --weight-exp choose the rules of the "
+                        "loihi engine, which runs a build compiled for --target loihi1 or "
+                        "loihi2")  # fmt: skip
     if is_build(args.model):
-        from snnc.backends.loihi.engine import is_loihi_build
-
-        return cmd_simulate_loihi(args) if is_loihi_build(args.model) else cmd_simulate_build(args)
+        return cmd_simulate_build(args)
     if args.engine in ("cycle", "verilator", "loihi") or args.check or args.vcd:
         target = "loihi1" if args.engine == "loihi" else "fpga"
         raise SnncError(f"{args.model}: engines cycle, verilator and loihi, --check and --vcd run "
                         f"a build directory; compile it first: snnc compile {args.model} "
                         f"--target {target} -o BUILD")  # fmt: skip
+    return None
+
+
+def cmd_simulate(args) -> int:
+    from snnc.api import load_input, prepare
+
+    done = _simulate_build(args)
+    if done is not None:
+        return done
     args.engine = args.engine or "reference"
     x = load_input(args.input)
     if args.input_shape is None and x.ndim >= 3:
@@ -522,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a waveform of the first input (engine verilator)")  # fmt: skip
     _pass_args(s, "before simulating")
     s.add_argument("--record", action="store_true", help="also save every layer's output")
+    s.add_argument("--loihi-rules", choices=["lava", "nengo"],
+                   help="engine loihi: the rules on which the open references disagree, as "
+                        "lava-nc 0.10.0 (the default) or nengo-loihi's emulator (weight "
+                        "exponent per synapse, 21/23-bit wraps, refractory delay)")  # fmt: skip
+    s.add_argument("--weight-exp", choices=["sum", "synapse"],
+                   help="engine loihi: apply the weight exponent to each dendritic sum (Lava) "
+                        "or to each synapse (nengo-loihi)")  # fmt: skip
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("eval", help="test-split accuracy of the float and integer engines")

@@ -115,6 +115,27 @@ def test_fpga_engines_on_a_loihi_build_are_refused(build, mnist_input, capsys, a
     assert fragment in capsys.readouterr().err
 
 
+def test_loihi_rules_choose_the_simulators_rules(build: Path, mnist_input, capsys, tmp_path):
+    """--loihi-rules nengo switches all three rules; MNIST's weights (Wgt = 2w at wgtExp -1)
+    are exact under both exponent rules, its sums far from 21 bits and its refractory delays 0,
+    so the spikes stay the same."""
+    x, _ = mnist_input
+    outs = {}
+    for rules in ("lava", "nengo"):
+        o = tmp_path / f"{rules}.npz"
+        argv = ["simulate", str(build), "--input", str(x), "--loihi-rules", rules, "-o", str(o)]
+        assert main(argv) == 0
+        outs[rules] = np.load(o)["output"]
+    printed = capsys.readouterr().out
+    assert "Loihi rules: weight exponent on each sum, 21-bit input wrap off, refractory " \
+           "delay off" in printed  # fmt: skip
+    assert "Loihi rules: weight exponent on each synapse, 21-bit input wrap on, refractory " \
+           "delay on" in printed  # fmt: skip
+    np.testing.assert_array_equal(outs["lava"], outs["nengo"])
+    assert main(["simulate", str(MNIST), "--input", str(x), "--weight-exp", "synapse"]) == 1
+    assert "choose the rules of the loihi engine" in capsys.readouterr().err
+
+
 def test_engine_loihi_on_a_model_file_says_to_compile(mnist_input, capsys) -> None:
     x, _ = mnist_input
     assert main(["simulate", str(MNIST), "--input", str(x), "--engine", "loihi"]) == 1

@@ -108,7 +108,7 @@ def output_depth(chip) -> int:
     return dict(chip.layers)[output_layer(chip)]
 
 
-def _loihi(build: LoihiBuild, x: np.ndarray, record: bool) -> LoihiRun:
+def _loihi(build: LoihiBuild, x: np.ndarray, record: bool, semantics=None) -> LoihiRun:
     from snnc.sim.loihi import simulate
 
     chip = build.config.chip
@@ -119,7 +119,7 @@ def _loihi(build: LoihiBuild, x: np.ndarray, record: bool) -> LoihiRun:
     t_steps = xi.shape[0]
     padded = np.concatenate([xi, np.zeros((d, *xi.shape[1:]), xi.dtype)])
     t0 = time.perf_counter()
-    res = simulate(build.config, padded, record=record)
+    res = simulate(build.config, padded, record=record, semantics=semantics)
     seconds = time.perf_counter() - t0
     out_shape = tuple(build.graph.nodes[port.name].shape)
     out = np.asarray(res.outputs[port.name])[d:].reshape(t_steps, xi.shape[1], *out_shape)
@@ -147,10 +147,13 @@ def _int(res, key: str) -> int | None:
     return None if v is None else int(np.sum(v))
 
 
-def run(build: LoihiBuild, engine: str, x, *, record: bool = False) -> LoihiRun:
-    """Run input ``x`` (time-major, as :mod:`snnc.sim.integer` takes it) on ``build``."""
+def run(build: LoihiBuild, engine: str, x, *, record: bool = False, semantics=None) -> LoihiRun:
+    """Run input ``x`` (time-major, as :mod:`snnc.sim.integer` takes it) on ``build``.
+
+    ``semantics``: a :class:`~snnc.backends.loihi.config.Semantics` overriding the build's rules
+    (engine ``loihi``)."""
     if engine == "loihi":
-        return _loihi(build, x, record)
+        return _loihi(build, x, record, semantics)
     if engine == "integer":
         from snnc.sim.integer import simulate
 
