@@ -454,12 +454,12 @@ def _neurons(cb: _CoreBuild, net, params: CoreParams, F: int):
         if "reset_value" in p:
             rv[lo:hi] = p["reset_value"][sl]
         profs, idx = _profiles_of(pop, S)
-        ids = []
-        for pr in profs:
-            if pr not in profiles:
-                profiles.append(pr)
-            ids.append(profiles.index(pr))
-        prof[lo:hi] = np.asarray(ids, np.int64)[idx[sl]]
+        ids = np.zeros(len(profs), np.int64)
+        for k in np.unique(idx[sl]).tolist():  # only the profiles of this slice's neurons
+            if profs[k] not in profiles:
+                profiles.append(profs[k])
+            ids[k] = profiles.index(profs[k])
+        prof[lo:hi] = ids[idx[sl]]
         prof[hi : (lay.first_group + lay.n_groups) * P] = prof[hi - 1]
     if len(profiles) > params.profiles:
         pops = sorted({s.population for s in cb.slices})
