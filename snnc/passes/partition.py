@@ -7,7 +7,9 @@ channel, whose input axons include the halo it reads), that every core respects 
 limits on neurons, input axons, synapse memory (with the target's cost model), neuron and
 threshold profiles and synapse formats, and that the total fits the target's cores.
 
-Each population gets the fewest equal slices that each fit a core; slices are then packed
+Each population gets the fewest equal slices that each fit a core (where a limit on distinct
+values per core binds — neuron or threshold profiles, synapse formats — the longest slices from
+the front, when they are no more); slices are then packed
 next-fit into cores in evaluation order, so that small populations share cores and neighbours
 in the network share cores (less traffic). What cannot fit is a ``ResourceError`` naming the
 layer, the limit, the numbers and what would make it fit — before anything is generated.
@@ -121,6 +123,24 @@ class _Costs:
         return next(((n, used, lim) for n, used, lim in checks if used > lim), None)
 
 
+#: limits on distinct values per core, not on amounts
+_SET_LIMITS = ("neuron profiles", "threshold profiles", "synapse formats")
+
+
+def _greedy(size: int, fits) -> list[tuple[int, int]]:
+    """Slices from the front, each the longest ``[a, b)`` with ``fits(a, b)`` (a slice of one
+    neuron fits; ``fits`` is monotone in ``b``)."""
+    out, a = [], 0
+    while a < size:
+        lo, hi = a + 1, size
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(a, mid) else (lo, mid - 1)
+        out.append((a, lo))
+        a = lo
+    return out
+
+
 def _split(size: int, k: int) -> list[tuple[int, int]]:
     edges = [round(i * size / k) for i in range(k + 1)]
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
@@ -227,6 +247,14 @@ class Partition(Pass):
                 mid = (lo + hi) // 2
                 lo, hi = (mid + 1, hi) if first_problem(mid) is not None else (lo, mid)
             k, binding = lo, problem[0]
+        if binding in _SET_LIMITS:
+            # distinct values per core (decays, thresholds, formats) do not fall evenly over
+            # equal slices: the longest slices that fit, so the last ones can share a core
+            sl = _greedy(pop.size, lambda a, b: costs.violation(costs.usage(pop, a, b)) is None)
+            if len(sl) <= k:
+                k = len(sl)
+                detail = f"{k} slice(s) of up to {max(b - a for a, b in sl)} neurons"
+                return sl, LayerFit(pop.name, pop.size, k, binding, detail)
         detail = f"{k} slice(s) of ~{math.ceil(pop.size / k)} neurons"
         return _split(pop.size, k), LayerFit(pop.name, pop.size, k, binding, detail)
 

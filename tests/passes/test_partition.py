@@ -203,3 +203,20 @@ def test_placement_is_deterministic_and_no_worse_than_snake_order() -> None:
     assert a.meta["placement"] == b.meta["placement"]
     rep = ctx.reports["place"]
     assert rep.cost_after <= rep.cost_before
+
+
+def test_profile_bound_layers_take_the_longest_slices_so_they_can_share_cores() -> None:
+    """Norse's per-neuron taus: 'n1' has 5 distinct decays, 'n3' 3, a core 4 profiles. Equal
+    slices (2 + 3) leave 3 profiles beside n3's 3 and need 3 cores; the longest slices
+    (4 + 1) let 'n1's last neuron share a core with 'n3': 2 cores, the ecp5-25k's."""
+    from snnc.build import compile_model
+
+    root = Path(__file__).resolve().parents[2]
+    r = compile_model(root / "tests" / "fixtures" / "nir" / "norse_mlp.nir", target="ecp5-25k",
+                      nir_flavor="norse")  # fmt: skip
+    assert r.graph.nodes["n1"].partition == ((0, 0, 4), (1, 4, 5))
+    assert r.graph.nodes["n3"].partition == ((1, 0, 3),)
+    fit = {f.population: f for f in r.ctx.reports["partition"].layers}
+    assert (fit["n1"].slices, fit["n1"].binding) == (2, "neuron profiles")
+    x = (np.random.default_rng(0).random((20, 3, 6)) < 0.4).astype(np.uint8)
+    np.testing.assert_array_equal(core_sim(mapping_of(r.graph), r.graph, x), int_sim(r.graph, x))
