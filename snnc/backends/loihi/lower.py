@@ -33,17 +33,36 @@ bits and ``dlyBits`` 0 without delays, else the bits of the target's ``max_delay
 *Gains.* An integer input gain (``gain``; ``gain_i*gain`` for CubaLIF) multiplies its neuron's
 row of weights and input bias exactly.
 
+*Current biases: the bias compartment.* Loihi adds its ``bias`` register to ``v``; a CubaLIF's
+input bias ``b`` (an Affine/Conv bias feeding it, ``Population.input_bias``) is part of the
+current: the IR adds ``gain_i*gain*b`` to ``i`` at every step from the input's first. It is
+carried by one extra input axon per core holding such neurons (numbered after the mapping's
+axons), with one synapse per neuron of weight ``gain_i*gain*b`` at the layer's scale ``K`` in a
+synapse format of its own (:func:`~snnc.backends.loihi.formats.weight_format` of the biases; its
+``wgtExp`` also bounds ``K``), from an *always-on* compartment: one per chip that needs it, no
+synapse reaches it and its bias exceeds its threshold (``bias << biasExp >= (vth << 6) + 1``),
+so ``v = bias`` fires and resets it at every step from step 0, whatever its decays. Its spike of
+step ``s`` reaches ``u`` at ``s + 1 + Dly``; a layer at depth ``d`` sees the IR's step ``t`` at
+Loihi step ``t + d``, so its bias synapses have ``Dly = d - 1`` (``d <= max_delay + 1``, else
+refused): exact from the first step. The compartment is appended to the first core of the chip
+(in core order) where it breaks no per-core limit, reusing a threshold (one ``vth <= 8189``
+leaves room for a larger bias) and a compartment profile (no refractory delay) when it can; else
+it takes a free core of its own (``vth`` 1, bias 65, decays 4095). It belongs to no layer: not
+in ``ChipConfig.layers`` nor in any core's layer list. A LIF/IF bias stays in ``v``'s register
+(warned: it acts from Loihi step 0): lava-dl's netx keeps it there.
+
 Refused (BackendError naming the layer, what was found, what Loihi allows and what to do):
 non-Loihi targets; populations with non-spiking output (LI, CubaLI); reset 'none' or to a
-non-zero value; Affine/Conv biases into a CubaLIF current; graded input on a target without
-graded spikes, or wider than its payload; the graph's output reading its input; any number
-:mod:`~snnc.backends.loihi.formats` cannot represent; delays as above. Limits are checked per
-core by :func:`violations` (one error listing every one).
+non-zero value; a CubaLIF current bias wider than one synapse weight (8 bits and a sign, times
+the biases' shared power of two) or deeper than ``max_delay + 1``; graded input on a target
+without graded spikes, or wider than its payload; the graph's output reading its input; any
+number :mod:`~snnc.backends.loihi.formats` cannot represent; delays as above. Limits are checked
+per core by :func:`violations` (one error listing every one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,13 +81,21 @@ from snnc.backends.loihi.config import (
     SynapseMapEntry,
     Synapses,
 )
-from snnc.backends.loihi.limits import CoreUse, core_usage, violations
+from snnc.backends.loihi.limits import CoreUse, _limits, core_usage, violations
 from snnc.errors import BackendError
 from snnc.ir import nodes as N
 from snnc.ir.graph import Graph
 from snnc.mapping.connectivity import Population
 
-__all__ = ["CoreUse", "LayerPlan", "Lowering", "core_usage", "lower", "violations"]
+__all__ = [
+    "BiasCompartment",
+    "CoreUse",
+    "LayerPlan",
+    "Lowering",
+    "core_usage",
+    "lower",
+    "violations",
+]
 
 R, TM = N.ResetMode, N.ResetTiming
 
@@ -92,6 +119,24 @@ class LayerPlan:
     decay_v: np.ndarray
     errors: list[F.ParamError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: per neuron, what the bias compartment adds to u each step (IR units, gains applied)
+    current_bias: np.ndarray | None = None
+    current_bias_format: F.WeightFormat | None = None  #: None: no current bias
+    current_bias_dly: int = 0  #: Dly of its synapses (depth - 1)
+
+
+@dataclass(frozen=True)
+class BiasCompartment:
+    """An always-on compartment (see the module docstring): where it is, its registers, and
+    the input axons ``(chip, core, axon)`` it drives."""
+
+    chip: int
+    core: int
+    cx: int
+    bias: int
+    bias_exp: int
+    vth: int
+    targets: tuple[tuple[int, int, int], ...]
 
 
 @dataclass
@@ -104,6 +149,7 @@ class Lowering:
     layers: dict[str, LayerPlan]
     usage: list
     warnings: list[str]
+    bias_compartments: tuple[BiasCompartment, ...] = ()
 
     @property
     def semantic_changes(self) -> list[str]:
@@ -141,10 +187,6 @@ def _check_population(g: Graph, pop: Population) -> None:
         raise _fail(f"population {where} resets to {int(rv[rv != 0][0])}; a Loihi "
                     "compartment resets v to 0 only: use a zero reset value (or reset by "
                     "subtraction)")  # fmt: skip
-    if isinstance(node, N.CubaLIF) and np.any(pop.input_bias != 0):
-        raise _fail(f"population {where} is a CubaLIF whose input has a bias (from an Affine or "
-                    "Conv bias); Loihi adds biases to v, not to the current u: use bias=False "
-                    "on the layers that feed it, or LIF neurons")  # fmt: skip
 
 
 def payload_bits(g: Graph, t) -> int:
@@ -259,9 +301,41 @@ class _LayerLowering:
             out[(src, d)] = dly
         return out
 
-    def problem(self, inputs, fmts, bias) -> F.ScaleProblem:
+    def current_bias(self, gain: np.ndarray) -> tuple[np.ndarray, F.WeightFormat | None, int]:
+        """A CubaLIF's input bias as the bias compartment adds it to u (IR units, gains
+        applied), its synapse format (None: no bias) and the Dly of its synapses."""
+        pop = self.pop
+        zero = np.zeros(pop.size, np.int64)
+        if not isinstance(pop.node, N.CubaLIF) or not np.any(pop.input_bias):
+            return zero, None, 0
+        b = gain * np.asarray(pop.input_bias, np.int64)
+        depth, top = self.depth[pop.name], self.t.core.max_delay
+        if depth - 1 > top:
+            raise _fail(f"{self.where} is at depth {depth}: its input bias (an Affine/Conv bias "
+                        f"into its current) must reach u from Loihi step {depth} on, a synaptic "
+                        f"delay of {depth - 1} steps from the always-on bias compartment; Loihi "
+                        f"delays by 0..{top}: use bias=False on the layers that feed it, or a "
+                        "shallower network")  # fmt: skip
+        nz = b[b != 0]
+        try:
+            fmt = F.weight_format(nz, self.t.core.weight_bits, self.where)
+        except BackendError:
+            tz = F.trailing_zeros(nz)
+            raise _fail(
+                f"{self.where}: its input bias (an Affine/Conv bias into its current) adds "
+                f"{int(nz.min())}..{int(nz.max())} IR units to u at every step; Loihi carries "
+                "it as one synapse weight per neuron from the always-on bias compartment, "
+                f"q x 2**{tz} with q in -128..127 (0..255 if none is negative): quantize with "
+                "fewer weight-bits or frac-bits (biases share the weights' scale), or use "
+                "bias=False on the layers that feed it"
+            ) from None
+        return b, fmt, depth - 1
+
+    def problem(self, inputs, fmts, bias, cur_bias=None, cur_fmt=None) -> F.ScaleProblem:
         node = self.pop.node
         x = _input_bound(self.net, inputs, self.graded_max)
+        if cur_bias is not None:
+            x += float(np.abs(cur_bias).max(initial=0))
         theta = np.asarray(self.pop.params["threshold"], np.int64)
         u_bound, v_bound = x, None
         if isinstance(node, N.Threshold):
@@ -271,8 +345,9 @@ class _LayerLowering:
             if isinstance(node, N.CubaLIF) and node.current_bits:
                 gain = float(np.abs(self.pop.params.get("gain", np.ones(1))).max())
                 u_bound = max(x, 2.0 ** (node.current_bits - 1) * gain)
-        return F.ScaleProblem(self.where, theta, bool(node.strict), bias, tuple(fmts.values()),
-                              u_bound, v_bound)  # fmt: skip
+        formats = (*fmts.values(), *([cur_fmt] if cur_fmt is not None else []))
+        return F.ScaleProblem(self.where, theta, bool(node.strict), bias, formats, u_bound,
+                              v_bound)  # fmt: skip
 
     def plan(self) -> LayerPlan:
         pop, node, name = self.pop, self.pop.node, self.pop.name
@@ -281,7 +356,8 @@ class _LayerLowering:
         fmts = self.formats(inputs)
         own = np.asarray(pop.params.get("bias", np.zeros(pop.size)), np.int64)
         bias = own + gain * pop.input_bias if not isinstance(node, N.CubaLIF) else own
-        prob = self.problem(inputs, fmts, bias)
+        cur, cur_fmt, cur_dly = self.current_bias(gain)
+        prob = self.problem(inputs, fmts, bias, cur, cur_fmt)
         k = F.choose_scale(prob)
         vth, th_err = F.encode_threshold(prob.theta, prob.strict, k)
         mant, exp, real = F.encode_bias(bias, k)
@@ -289,8 +365,11 @@ class _LayerLowering:
         errors = [F.ParamError(name, "weights", 0.0, 0.0),
                   F.errors_of(name, "threshold", prob.theta, prob.theta + th_err),
                   F.errors_of(name, "bias", bias, real), *derr]  # fmt: skip
+        if cur_fmt is not None:  # a synapse weight: exact by construction
+            errors.insert(3, F.errors_of(name, "bias (u)", cur, cur))
         plan = LayerPlan(name, node.kind, self.depth[name], k, gain, fmts, self.delays(inputs),
-                         vth, mant, exp, du, dv, errors)  # fmt: skip
+                         vth, mant, exp, du, dv, errors, current_bias=cur,
+                         current_bias_format=cur_fmt, current_bias_dly=cur_dly)  # fmt: skip
         plan.warnings = semantic_changes(node, pop, plan, prob)
         return plan
 
@@ -341,11 +420,19 @@ def core_location(placement: np.ndarray, t) -> dict[int, tuple[int, int]]:
     return {i: (int(c), int(y) * w + int(x)) for i, (c, x, y) in enumerate(placement)}
 
 
+def _has_current_bias(p: LayerPlan, sl) -> bool:
+    return p.current_bias_format is not None and bool(np.any(p.current_bias[sl.start : sl.stop]))
+
+
 class _CoreBuilder:
     def __init__(self, mcore, plans: dict[str, LayerPlan], mapping, loc, t):
         self.m, self.plans, self.mapping, self.loc, self.t = mcore, plans, mapping, loc, t
         self.offsets = np.cumsum([0] + [s.size for s in mcore.slices]).tolist()
         self.fmts: list[SynapseFmt] = []
+        self.bias_slices = [si for si, sl in enumerate(mcore.slices)
+                            if _has_current_bias(plans[sl.population], sl)]  # fmt: skip
+        #: the input axon from the bias compartment (after the mapping's), or None
+        self.bias_axon = mcore.input_axons if self.bias_slices else None
 
     def compartments(self):
         cxs, profiles, vths = [], [], []
@@ -361,14 +448,28 @@ class _CoreBuilder:
                 cxs.append(Compartment(int(p.bias[i]), int(p.bias_exp[i]), vi, pi))
         return tuple(profiles), tuple(vths), tuple(cxs)
 
-    def fmt_id(self, p: LayerPlan, key) -> int:
-        f, dly = p.formats[key], p.delays[key]
+    def fmt_id(self, f: F.WeightFormat, k: int, dly: int) -> int:
         dly_bits = 0 if dly == 0 else max(1, self.t.core.max_delay.bit_length())
-        sf = SynapseFmt(f.wgt_exp(p.k), f.wgt_bits, self.t.synapse_cost.index_bits, f.is_mixed,
+        sf = SynapseFmt(f.wgt_exp(k), f.wgt_bits, self.t.synapse_cost.index_bits, f.is_mixed,
                         dly_bits)  # fmt: skip
         if sf not in self.fmts:
             self.fmts.append(sf)
         return self.fmts.index(sf)
+
+    def bias_columns(self) -> list[np.ndarray]:
+        """The synapses of the bias axon: one per neuron with a current bias."""
+        cols = []
+        for si in self.bias_slices:
+            sl = self.m.slices[si]
+            p = self.plans[sl.population]
+            b = p.current_bias[sl.start : sl.stop]
+            rows = np.flatnonzero(b)
+            fid = self.fmt_id(p.current_bias_format, p.k, p.current_bias_dly)
+            n = rows.size
+            cols.append(np.stack([np.full(n, self.bias_axon), self.offsets[si] + rows,
+                                  p.current_bias_format.wgt(b[rows]), np.full(n, fid),
+                                  np.full(n, p.current_bias_dly)], axis=1))  # fmt: skip
+        return cols
 
     def synapse_columns(self):
         cols = []  # (axon, cx, wgt, fmt, dly)
@@ -382,11 +483,12 @@ class _CoreBuilder:
                 keep = w != 0
                 if not keep.any():
                     continue
-                fid = self.fmt_id(p, key)
+                fid = self.fmt_id(p.formats[key], p.k, p.delays[key])
                 n = int(keep.sum())
                 cols.append(np.stack([grp.first_axon + c.col[keep], self.offsets[si] + c.row[keep],
                                       p.formats[key].wgt(w[keep]), np.full(n, fid),
                                       np.full(n, p.delays[key])], axis=1))  # fmt: skip
+        cols += self.bias_columns()
         if not cols:
             return np.zeros((0, 5), np.int64)
         a = np.concatenate(cols).astype(np.int64)
@@ -394,7 +496,7 @@ class _CoreBuilder:
 
     def synapses(self):
         a = self.synapse_columns()
-        n_axons = self.m.input_axons
+        n_axons = self.m.input_axons + (self.bias_axon is not None)
         smap: list[SynapseMapEntry | None] = [None] * n_axons
         starts = np.searchsorted(a[:, 0], np.arange(n_axons + 1))
         cidx = a[:, 1].copy()
@@ -428,6 +530,81 @@ class _CoreBuilder:
         layers = tuple((s.population, s.start, s.stop, self.offsets[i])
                        for i, s in enumerate(self.m.slices))  # fmt: skip
         return cfg, CoreRef(chip, core, f"cores/{cfg.name}.json", layers)
+
+
+# ------------------------------------------------------------------------------ bias compartment
+
+
+ALWAYS_ON_PROFILE = CxProfile(F.DECAY_MAX, F.DECAY_MAX)  #: of a bias compartment of its own
+
+
+def always_on_bias(vth: int) -> tuple[int, int] | None:
+    """The smallest ``(bias, biasExp)`` with ``bias << biasExp >= (vth << 6) + 1``: a compartment
+    no synapse reaches then has ``v = bias << biasExp`` and fires at every step (v is reset to 0
+    each time and u stays 0, whatever its decays). None when ``vth`` is too large for a bias."""
+    need = (vth << F.VTH_SHIFT) + 1
+    for e in range(F.BIAS_EXP_MAX + 1):
+        m = -(-need >> e)  # ceil(need / 2**e)
+        if m <= F.BIAS_MANT_MAX:
+            return m, e
+    return None
+
+
+def _fits(cfg: CoreConfig, t) -> bool:
+    use = core_usage(cfg, t)
+    return all(getattr(use, attr) <= lim for _, attr, lim in _limits(t))
+
+
+def _with_bias_compartment(cfg: CoreConfig, targets, t) -> CoreConfig | None:
+    """``cfg`` with an always-on compartment appended that drives ``targets``, reusing a
+    threshold and a compartment profile where it can; None where it breaks a per-core limit."""
+    vths, profiles = list(cfg.vth_profiles), list(cfg.cx_profiles)
+    usable = [v for v in vths if always_on_bias(v) is not None]
+    vth = min(usable) if usable else 1
+    if vth not in vths:
+        vths.append(vth)
+    free = [q for q in profiles if q.refract_delay == 0]
+    prof = ALWAYS_ON_PROFILE if ALWAYS_ON_PROFILE in free or not free else free[0]
+    if prof not in profiles:
+        profiles.append(prof)
+    bias, exp = always_on_bias(vth)
+    cx = len(cfg.compartments)
+    new = replace(cfg, cx_profiles=tuple(profiles), vth_profiles=tuple(vths),
+                  compartments=(*cfg.compartments,
+                                Compartment(bias, exp, vths.index(vth), profiles.index(prof))),
+                  axons=(*cfg.axons, *(OutputAxon(cx, *d) for d in targets)))  # fmt: skip
+    return new if _fits(new, t) else None
+
+
+def place_bias_compartments(cores: dict, refs: list, targets, t) -> list[BiasCompartment]:
+    """One always-on compartment per chip with ``targets`` (``(chip, core, axon)`` input axons
+    of the bias): on the first core of the chip that takes it within its limits, else on a free
+    core. Updates ``cores`` and ``refs`` in place."""
+    out = []
+    for chip in sorted({c for c, _, _ in targets}):
+        dests = sorted(d for d in targets if d[0] == chip)
+        host = None
+        for key in sorted(k for k in cores if k[0] == chip):
+            host = _with_bias_compartment(cores[key], dests, t)
+            if host is not None:
+                break
+        if host is None:
+            used = {k for c, k in cores if c == chip}
+            free = [k for k in range(t.cores) if k not in used]
+            empty = CoreConfig(chip, free[0], (), (), (), (), Synapses(), (), ()) if free else None
+            host = _with_bias_compartment(empty, dests, t) if free else None
+            if host is None:
+                raise _fail(f"chip {chip}: the input biases into CubaLIF currents need an "
+                            f"always-on compartment driving {len(dests)} core(s), and no core "
+                            "of the chip has a compartment, output axons and profiles to spare "
+                            "for it, nor is one free: use a target with more cores or chips, or "
+                            "bias=False on the layers that feed CubaLIF neurons")  # fmt: skip
+            refs.append(CoreRef(chip, free[0], f"cores/{host.name}.json", ()))
+        cores[host.chip, host.core] = host
+        c, cx = host.compartments[-1], len(host.compartments) - 1
+        vth = host.vth_profiles[c.vth_profile]
+        out.append(BiasCompartment(chip, host.core, cx, c.bias, c.bias_exp, vth, tuple(dests)))
+    return out
 
 
 # ------------------------------------------------------------------------------ ports
@@ -505,17 +682,25 @@ def lower(graph: Graph, target, mapping=None) -> Lowering:
     depth = depths(net)
     plans = {n: plan_layer(graph, net, n, t, depth, graded_max) for n in net.order}
     loc = core_location(placement, t)
-    cores, refs = {}, []
+    cores, refs, bias_axons = {}, [], []
     for mcore in mapping.cores:
-        cfg, ref = _CoreBuilder(mcore, plans, mapping, loc, t).build()
+        b = _CoreBuilder(mcore, plans, mapping, loc, t)
+        cfg, ref = b.build()
         cores[cfg.chip, cfg.core] = cfg
         refs.append(ref)
+        if b.bias_axon is not None:
+            bias_axons.append((cfg.chip, cfg.core, b.bias_axon))
+    always_on = place_bias_compartments(cores, refs, bias_axons, t)
     refs.sort(key=lambda r: (r.chip, r.core))
     chip = ChipConfig(t.name, t.chips, t.cores, bits, tuple(refs), input_ports(net, mapping, loc),
                       (output_port(graph, net, mapping, loc),),
                       tuple((n, depth[n]) for n in net.order))  # fmt: skip
     config = LoihiConfig(chip, {(r.chip, r.core): cores[r.chip, r.core] for r in refs})
     bad = violations(config, t)
+    if bad and bias_axons:
+        where = ", ".join(f"chip {c} core {k}" for c, k, _ in bias_axons)
+        bad.append(f"(the input axon of the always-on bias compartment, carrying the CubaLIF "
+                   f"input biases, is counted on {where})")  # fmt: skip
     if bad:
         raise _fail(f"the configuration breaks {len(bad)} limit(s) of target '{t.name}':\n  "
                     + "\n  ".join(bad))  # fmt: skip
@@ -524,4 +709,11 @@ def lower(graph: Graph, target, mapping=None) -> Lowering:
     notes = [f"each layer adds one step of synaptic latency: the output '{out}' lags the input "
              f"by {depth[out]} step(s); the loihi engine runs T + {depth[out]} steps and drops "
              f"the first {depth[out]}"]  # fmt: skip
-    return Lowering(config, t, plans, usage, notes)
+    if always_on:
+        names = ", ".join(f"'{n}'" for n, p in plans.items() if p.current_bias_format)
+        where = "; ".join(f"chip {b.chip} core {b.core} compartment {b.cx}" for b in always_on)
+        notes.append(f"the input biases into the currents of {names} come from an always-on "
+                     f"compartment ({where}) through synapses delayed by the layer's depth - 1: "
+                     "exact from the first step; lava-dl's netx has no such compartment, so a "
+                     "loihi/network.net of this network lacks these biases")  # fmt: skip
+    return Lowering(config, t, plans, usage, notes, tuple(always_on))

@@ -33,6 +33,10 @@ def _cores(low: Lowering) -> list[str]:
         row = " ".join(f"{f'{used:,}/' + (f'{lim:,}' if lim else '-'):>{w}}"
                        for used, lim, w in cells)  # fmt: skip
         lines.append(f"  {u.chip:>4} {u.core:>4} {row}  {names[u.chip, u.core]}")
+    for b in low.bias_compartments:
+        lines.append(f"always-on bias compartment: chip {b.chip} core {b.core} compartment {b.cx} "
+                     f"(vth {b.vth}, bias {b.bias} << {b.bias_exp}), an input axon of "
+                     f"{len(b.targets)} core(s)")  # fmt: skip
     inter = [r for r in routes(cfg) if r["interChip"]]
     if t.chips > 1 or inter:
         n = sum(r["axons"] for r in inter)
@@ -51,6 +55,11 @@ def _layers(low: Lowering) -> list[str]:
             f"Dly {p.delays[src, d]}"
             for (src, d), f in p.formats.items()
         )
+        f = p.current_bias_format
+        if f is not None:
+            fmts += (f"{'; ' if fmts else ''}input bias into u from the bias compartment: "
+                     f"{f.wgt_bits}-bit {'mixed' if f.is_mixed else 'excitatory'}, wgtExp "
+                     f"{f.wgt_exp(p.k)}, Dly {p.current_bias_dly}")  # fmt: skip
         du = sorted(set(p.decay_u.tolist()))
         dv = sorted(set(p.decay_v.tolist()))
         lines.append(
