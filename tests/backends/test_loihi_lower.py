@@ -595,6 +595,13 @@ def test_netx_refuses_what_is_not_a_chain_saying_why(tmp_path: Path) -> None:
         export_netx(low, m.network, tmp_path / "n.net")
 
 
+def test_netx_refuses_current_biases_it_cannot_hold(tmp_path: Path) -> None:
+    _, m, low = compiled(cuba_bias_net(1))
+    with pytest.raises(BackendError, match="bias to its current through the bias compartment"):
+        export_netx(low, m.network, tmp_path / "n.net")
+    assert not (tmp_path / "n.net").exists()
+
+
 def test_a_lowering_is_deterministic() -> None:
     a = compiled(NETS["conv"]())[2].config
     b = compiled(NETS["conv"]())[2].config

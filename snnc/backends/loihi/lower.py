@@ -714,6 +714,6 @@ def lower(graph: Graph, target, mapping=None) -> Lowering:
         where = "; ".join(f"chip {b.chip} core {b.core} compartment {b.cx}" for b in always_on)
         notes.append(f"the input biases into the currents of {names} come from an always-on "
                      f"compartment ({where}) through synapses delayed by the layer's depth - 1: "
-                     "exact from the first step; lava-dl's netx has no such compartment, so a "
-                     "loihi/network.net of this network lacks these biases")  # fmt: skip
+                     "exact from the first step (lava-dl's netx has no such compartment: no "
+                     "loihi/network.net for this network)")  # fmt: skip
     return Lowering(config, t, plans, usage, notes, tuple(always_on))

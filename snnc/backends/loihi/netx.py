@@ -73,6 +73,9 @@ def netx_layers(low: Lowering, net) -> list[dict]:
     out: list[dict] = [{"type": "input", "shape": np.array([net.source_size(src)])}]
     for name in layers:
         p, pop = low.layers[name], net.populations[name]
+        if p.current_bias_format is not None:
+            raise _refuse(f"layer '{name}' adds a bias to its current through the bias "
+                          "compartment's synapses; netx has biases on v only")  # fmt: skip
         m = merged_inputs(pop, p.gain)[src, 0].toarray().astype(np.int64)
         w = m << p.k if p.k >= 0 else m >> -p.k
         if p.k < 0 and np.any(w << -p.k != m):
