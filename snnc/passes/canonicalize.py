@@ -46,6 +46,7 @@ class CanonicalizeReport:
     scales_folded: int = 0
     gains_merged: int = 0
     gains_folded: int = 0
+    gains_rescaled: int = 0
     chains_folded: int = 0
     identities_dropped: int = 0
     dead_nodes: tuple[str, ...] = ()
@@ -58,6 +59,8 @@ class CanonicalizeReport:
         "scales_folded": "folded {} Scale into neighbouring nodes",
         "gains_merged": "merged gain into gain_i in {} CubaLI/CubaLIF population(s)",
         "gains_folded": "folded the input gain of {} population(s) into the layers before",
+        "gains_rescaled": "measured the membrane of {} population(s) in units of its input gain "
+        "(threshold, bias and reset value divided by the gain)",
         "chains_folded": "folded {} chain(s) of two layers into one",
         "identities_dropped": "dropped {} identity node(s)",
     }
@@ -415,6 +418,18 @@ def _fold_gains(w: _Work, log: _Log) -> int:
         if (g == 1).all():
             continue
         plan = _gain_plan(w, n, g)
+        varies = g.min() != g.max()  # a uniform gain the quantiser takes as it is
+        spiking = isinstance(node, (N.LIF, N.IF, N.CubaLIF))
+        if isinstance(plan, str) and varies and spiking and (g > 0).all():
+            # v' = v / g: the same spikes with unit gain (v is never read out; for Cuba*, i
+            # feeds v alone and its gain is the merged one)
+            p = w.params[n]
+            w.update(n, **{key: g**0}, **{k: p[k].astype(np.float64) / g
+                                           for k in ("threshold", "bias", "reset_value")
+                                           if k in p})  # fmt: skip
+            log.counts["gains_rescaled"] += 1
+            done += 1
+            continue
         if isinstance(plan, str):
             log.notes.append(f"kept the {key} of '{n}': {plan}")
             continue

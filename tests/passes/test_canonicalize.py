@@ -292,9 +292,24 @@ def test_gain_constant_per_channel_folds_into_conv_filters() -> None:
     _same(g, out)
 
 
-def test_gain_varying_within_a_channel_is_kept() -> None:
+def test_gain_varying_within_a_channel_rescales_the_membrane() -> None:
+    """A gain the conv filters cannot take (Sinabs' per-neuron taus): v is measured in units of
+    the gain instead, threshold, bias and reset value divided by it; the spikes are the same."""
     gain = np.ones((4, 6, 6), np.float32)
-    gain[0, 0, 0] = 2.0
+    gain[0, 0, 0], gain[2, 3, 1] = 2.0, 0.5
+    g = _conv_net(gain)
+    out, rep = _canon(g)
+    p, q = out.params["lif"], g.params["lif"]
+    assert (p["gain"] == 1).all() and rep.gains_rescaled == 1 and rep.gains_folded == 0
+    np.testing.assert_array_equal(out.params["conv"]["weight"], g.params["conv"]["weight"])
+    for k in ("threshold", "bias", "reset_value"):
+        np.testing.assert_allclose(p[k], q[k] / gain, rtol=1e-7)
+    _same(g, out)
+
+
+def test_a_gain_that_varies_and_changes_sign_is_kept() -> None:
+    gain = np.ones((4, 6, 6), np.float32)
+    gain[0, 0, 0] = -2.0
     g = _conv_net(gain)
     out, rep = _canon(g)
     assert out == g.replace(meta={"canonical": True})
