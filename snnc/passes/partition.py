@@ -82,7 +82,17 @@ class _Costs:
                 used * groups * math.ceil(self.lanes * wbits / sc.word_bits) * sc.word_bits
             )
         p = pop.params
-        if "decay" in p or "decay_i" in p:
+        if self.t.kind == "fpga" and not getattr(pop.node, "decay_shift", True):
+            # the accelerator keeps multiplier decays per neuron when they outnumber its
+            # profiles (snnc/backends/fpga/images.py): one profile per population kind
+            node = pop.node
+            u.profiles = {
+                (
+                    node.kind,
+                    *(getattr(node, k, None) for k in ("reset", "timing", "strict", "saturate")),
+                )
+            }
+        elif "decay" in p or "decay_i" in p:
             d = p.get("decay", np.zeros(pop.size))[start:stop]
             di = p.get("decay_i", np.zeros(pop.size))[start:stop]
             u.profiles = {

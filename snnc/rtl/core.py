@@ -123,6 +123,9 @@ def _check(image: CoreImage) -> None:
             raise ValueError(f"axon {a}: {e} does not fit the weight memory or groups")
     if any(not 0 <= n.profile < len(image.profiles) for n in image.neurons):
         raise ValueError("a neuron names a profile the core does not have")
+    if p.neuron_decays and any(not (0 <= n.decay <= 1 << f and 0 <= n.decay_i <= 1 << f)
+                               for n in image.neurons):  # fmt: skip
+        raise ValueError(f"a neuron's multiplier decay is outside 0..2**{f}")
 
 
 def memory_layouts(image: CoreImage) -> dict[str, data.Layout]:
@@ -134,6 +137,10 @@ def memory_layouts(image: CoreImage) -> dict[str, data.Layout]:
     par = {"nthreshold": signed(s), "bias": signed(s), "reset_value": signed(s)}
     if any(pr.kind in _CUBA for pr in image.profiles):
         state["i"], par["ibias"] = signed(s), signed(s)
+    if p.neuron_decays:  # F+1-bit multipliers, where some profile multiplies
+        for key, current in (("decay", False), ("decay_i", True)):
+            if any(_mult(pr, current) for pr in image.profiles):
+                par[key] = unsigned(p.decay_bits + 1)
     if profile_bits:
         par["profile"] = unsigned(profile_bits)
     return {
@@ -547,19 +554,22 @@ class NeuronCore(wiring.Component):
             # on a spike: reset_value (a NEXT_STEP reset, or IMMEDIATE to-value)
             "rv_s": (ns & tov & st.s) | (~ns & ~gated & tov),
         }  # fmt: skip
-        r |= self._decay_operands(prof, st.v, False)
+        r |= self._decay_operands(prof, st.v, False, pa)
         if self.cuba:
             r |= {"i": st.i, "ibias": pa.ibias, "cuba": cuba, "cibias": Mux(cuba, pa.ibias, 0)}
-            r |= self._decay_operands(prof, st.i, True)
+            r |= self._decay_operands(prof, st.i, True, pa)
         return {k: Value.cast(v) for k, v in r.items()}
 
-    def _decay_operands(self, prof, y, current: bool) -> dict:
-        """The multiplier operand d and ``~(y >> k)`` of the profile's decay of v (or i)."""
+    def _decay_operands(self, prof, y, current: bool, pa) -> dict:
+        """The multiplier operand d (the profile's, or the neuron's from the parameter memory
+        ``pa``) and ``~(y >> k)`` of the profile's decay of v (or i)."""
         tab, f, s, profs = self._tab, self.params.decay_bits, self.params.state_bits, []
         name = "i" if current else "v"
         profs = [q for q in self.image.profiles if q.kind in _CUBA or not current]
         o = {f"{name}_mult": tab.flag(prof, lambda q: _mult(q, current))}
-        if any(_mult(q, current) for q in profs):
+        if any(_mult(q, current) for q in profs) and self.params.neuron_decays:
+            o[f"d_{name}"] = pa.decay_i if current else pa.decay
+        elif any(_mult(q, current) for q in profs):
             o[f"d_{name}"] = tab.value(prof, lambda q: (q.decay_i if current else q.decay)
                                        if _mult(q, current) else 0, unsigned(f + 1))  # fmt: skip
         if any(not _mult(q, current) for q in profs):

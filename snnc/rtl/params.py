@@ -62,6 +62,9 @@ class CoreParams:
     #: width of an accumulator lane; 0: ``state_bits``. The backend sizes it to the largest
     #: sum one step's events can leave in a lane, so that it never wraps
     acc_bits: int = 0
+    #: the multiplier decays are per neuron, in the parameter memory, not in the profiles
+    #: (the backend's choice when a core's neurons have more distinct decays than profiles)
+    neuron_decays: bool = False
     #: "bram": the weights are a ROM in block RAM, filled by the bitstream; "spram": a
     #: single-port RAM (the iCE40 UltraPlus's SPRAM) that the host loads before the first run
     weight_memory: str = "bram"
@@ -102,6 +105,9 @@ class NeuronInit:
     reset_value: int = 0
     ibias: int = 0
     profile: int = 0
+    #: multiplier decays of v and i, per neuron (``CoreParams.neuron_decays``; else the profile's)
+    decay: int = 0
+    decay_i: int = 0
 
 
 @dataclass(frozen=True)

@@ -193,8 +193,11 @@ class _Group:
         def arr(name):
             return torch.tensor([getattr(q, name) for q in inits], dtype=torch.int64)
 
-        p = {"decay": torch.full((n,), prof.decay, dtype=torch.int64),
-             "decay_i": torch.full((n,), prof.decay_i, dtype=torch.int64),
+        per_neuron = img.params.neuron_decays and not prof.decay_shift
+        p = {"decay": arr("decay") if per_neuron else torch.full((n,), prof.decay,
+                                                                 dtype=torch.int64),
+             "decay_i": arr("decay_i") if per_neuron else torch.full((n,), prof.decay_i,
+                                                                     dtype=torch.int64),
              "gain": torch.ones(n, dtype=torch.int64), "gain_i": torch.ones(n, dtype=torch.int64),
              "bias": arr("bias"), "threshold": arr("threshold"),
              "reset_value": arr("reset_value")}  # fmt: skip

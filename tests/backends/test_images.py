@@ -362,22 +362,24 @@ def test_datapath_is_sized_to_the_largest_sum_of_a_step(model, target, passes) -
     assert all(c.params == p for c in img.cores) and p.acc_bits < p.state_bits
 
 
-def test_a_core_holds_only_the_profiles_of_its_slices() -> None:
-    """Norse's per-neuron taus: 5 distinct profiles in 'n1', split over two cores of 4 profiles;
-    each core stores the profiles of its own neurons only, and runs as the integer simulator."""
+def test_decays_beyond_the_profiles_are_kept_per_neuron() -> None:
+    """Norse's per-neuron taus: 'n1' has 5 distinct decays, a core 4 profiles. The decays go
+    to the parameter memory, one profile per population; the core runs as the integer model."""
     from snnc.sim.cycle import simulate as cycle_sim
     from snnc.sim.integer import simulate as int_sim
 
-    r = compile_model(ROOT / "tests" / "fixtures" / "nir" / "norse_mlp.nir", target="ecp5-85k",
+    r = compile_model(ROOT / "tests" / "fixtures" / "nir" / "norse_mlp.nir", target="ecp5-25k",
                       nir_flavor="norse")  # fmt: skip
     m = mapping_of(r.graph)
-    img = build_images(r.graph, m, "ecp5-85k")
-    n1 = [c for c in m.cores if any(s.population == "n1" for s in c.slices)]
-    assert len(n1) == 2
-    for core in m.cores:
-        ci = img.cores[core.index]
-        used = {ci.neurons[(lay.first_group * ci.params.lanes) + k].profile
-                for lay in img.layouts[core.index].slices for k in range(lay.size)}  # fmt: skip
-        assert used == set(range(len(ci.profiles))) and len(ci.profiles) <= 4
+    img = build_images(r.graph, m, "ecp5-25k")
+    assert img.params.neuron_decays and len(img.cores) == 1
+    ci, lays = img.cores[0], {s.population: s for s in img.layouts[0].slices}
+    assert len(ci.profiles) == 1  # n1 and n3: CubaLIF with the same reset and timing
+    P = img.params.lanes
+    for pop in ("n1", "n3"):
+        lay, q = lays[pop], r.graph.params[pop]
+        got = [ci.neurons[lay.first_group * P + k] for k in range(lay.size)]
+        assert [n.decay for n in got] == q["decay"].astype(int).tolist()
+        assert [n.decay_i for n in got] == q["decay_i"].astype(int).tolist()
     x = (np.random.default_rng(0).random((20, 4, 6)) < 0.4).astype(np.uint8)
     np.testing.assert_array_equal(cycle_sim(img, x, graph=r.graph).output, int_sim(r.graph, x))

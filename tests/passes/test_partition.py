@@ -205,14 +205,23 @@ def test_placement_is_deterministic_and_no_worse_than_snake_order() -> None:
     assert rep.cost_after <= rep.cost_before
 
 
-def test_profile_bound_layers_take_the_longest_slices_so_they_can_share_cores() -> None:
-    """Norse's per-neuron taus: 'n1' has 5 distinct decays, 'n3' 3, a core 4 profiles. Equal
-    slices (2 + 3) leave 3 profiles beside n3's 3 and need 3 cores; the longest slices
-    (4 + 1) let 'n1's last neuron share a core with 'n3': 2 cores, the ecp5-25k's."""
-    from snnc.build import compile_model
+def test_profile_bound_layers_take_the_longest_slices_so_they_can_share_cores(tmp_path) -> None:
+    """Norse's per-neuron taus on a Loihi-like target of 2 cores with 4 compartment profiles:
+    'n1' has 5 distinct decays, 'n3' 3. Equal slices (2 + 3) leave 3 profiles beside n3's 3 and
+    need 3 cores; the longest slices (4 + 1) let 'n1's last neuron share a core with 'n3'."""
+    import yaml
 
+    from snnc.build import compile_model
+    from snnc.targets import load_target
+    from snnc.targets.schema import target_to_dict
+
+    d = target_to_dict(load_target("loihi1"))
+    d.update(name="tiny-loihi", source="", cores=2, mesh=[2, 1])
+    d["core"].update(neuron_profiles=4)
+    target = tmp_path / "tiny.yaml"
+    target.write_text(yaml.safe_dump(d))
     root = Path(__file__).resolve().parents[2]
-    r = compile_model(root / "tests" / "fixtures" / "nir" / "norse_mlp.nir", target="ecp5-25k",
+    r = compile_model(root / "tests" / "fixtures" / "nir" / "norse_mlp.nir", target=str(target),
                       nir_flavor="norse")  # fmt: skip
     assert r.graph.nodes["n1"].partition == ((0, 0, 4), (1, 4, 5))
     assert r.graph.nodes["n3"].partition == ((1, 0, 3),)

@@ -215,6 +215,24 @@ def test_graded_input_and_cuba(tmp_path: Path) -> None:
     check(mlp(w1, w2, threshold=0.5, cls=N.CubaLIF, recurrent=rec), spikes(6, 2, 6, 6, 0.6), tg)
 
 
+@pytest.mark.parametrize("cls", [N.LIF, N.CubaLIF])
+def test_per_neuron_decays_when_they_outnumber_the_profiles(tmp_path: Path, cls) -> None:
+    """A trained per-neuron decay (and decay_i): 8 distinct decays on a core of 4 profiles are
+    kept per neuron in the parameter memory; spikes and cycles as the integer and cycle
+    models."""
+    rng = np.random.default_rng(7)
+    w1, w2, _ = _w(7)
+    g = mlp(w1, w2, threshold=0.5, cls=cls)
+    g.params["l1"]["decay"] = rng.uniform(0.6, 0.95, 8).astype(np.float32)
+    if cls is N.CubaLIF:
+        g.params["l1"]["decay_i"] = rng.uniform(0.3, 0.8, 8).astype(np.float32)
+    img, ref = check(g, spikes(8, 2, 6, 8, rate=0.5), small_target(tmp_path))
+    assert img.params.neuron_decays and ref.output.sum() > 0
+    assert max(len(c.profiles) for c in img.cores) <= 2
+    c = next(ci for ci in img.cores if len({n.decay for n in ci.neurons}) >= 8)
+    assert len({n.profile for n in c.neurons}) == 1
+
+
 def test_accumulators_reach_their_bound_without_wrapping(tmp_path: Path) -> None:
     """Every input at the largest payload onto rows of all-positive and all-negative weights:
     the lane sums reach the bound the accumulators are sized to (one bit fewer would wrap)."""

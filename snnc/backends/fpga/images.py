@@ -438,7 +438,7 @@ def _neurons(cb: _CoreBuild, net, params: CoreParams, F: int):
     S, P, c = cb.S, cb.P, cb.core.index
     top = (1 << (S - 1)) - 1
     th = np.full(params.neurons, top, np.int64)
-    bias, rv, ib, prof = (np.zeros(params.neurons, np.int64) for _ in range(4))
+    bias, rv, ib, prof, dv, di = (np.zeros(params.neurons, np.int64) for _ in range(6))
     profiles: list[Profile] = []
     for lay in cb.slices:
         pop = net.populations[lay.population]
@@ -454,6 +454,11 @@ def _neurons(cb: _CoreBuild, net, params: CoreParams, F: int):
         if "reset_value" in p:
             rv[lo:hi] = p["reset_value"][sl]
         profs, idx = _profiles_of(pop, S)
+        if params.neuron_decays:  # multiplier decays per neuron, the rest in the profiles
+            full = [profs[k] for k in idx[sl].tolist()]
+            dv[lo:hi] = [q.decay if not q.decay_shift else 0 for q in full]
+            di[lo:hi] = [q.decay_i if not q.decay_shift else 0 for q in full]
+            profs = [q if q.decay_shift else replace(q, decay=0, decay_i=0) for q in profs]
         ids = np.zeros(len(profs), np.int64)
         for k in np.unique(idx[sl]).tolist():  # only the profiles of this slice's neurons
             if profs[k] not in profiles:
@@ -463,15 +468,23 @@ def _neurons(cb: _CoreBuild, net, params: CoreParams, F: int):
         prof[hi : (lay.first_group + lay.n_groups) * P] = prof[hi - 1]
     if len(profiles) > params.profiles:
         pops = sorted({s.population for s in cb.slices})
-        raise _fail(f"core {c} (layers {', '.join(pops)}) needs {len(profiles)} neuron "
-                    f"profiles; a core has {params.profiles}")  # fmt: skip
+        raise _TooManyProfiles(
+            f"FPGA backend: core {c} (layers {', '.join(pops)}) needs {len(profiles)} neuron "
+            f"profiles; a core has {params.profiles}"
+        )
     _check_decays(profiles, F, c)
+    if np.any((dv < 0) | (dv > 1 << F) | (di < 0) | (di > 1 << F)):
+        raise _fail(f"core {c}: a neuron's multiplier decay is outside 0..2**{F}")
     for what, a in (("threshold", th), ("bias", bias), ("reset_value", rv), ("ibias", ib)):
         _check_signed(a, S, c, what)
-    inits = tuple(NeuronInit(int(a), int(b), int(r), int(i), int(k))
-                  for a, b, r, i, k in zip(th.tolist(), bias.tolist(), rv.tolist(), ib.tolist(),
-                                           prof.tolist(), strict=True))  # fmt: skip
+    inits = tuple(NeuronInit(*map(int, vals)) for vals in zip(
+        th.tolist(), bias.tolist(), rv.tolist(), ib.tolist(), prof.tolist(), dv.tolist(),
+        di.tolist(), strict=True))  # fmt: skip
     return inits, tuple(profiles) or (Profile(),)
+
+
+class _TooManyProfiles(BackendError):
+    """A core's neurons differ in more ways than its profile registers hold."""
 
 
 def _updates(slices: list[SliceLayout]) -> dict[int, tuple[tuple[int, int], ...]]:
@@ -601,6 +614,15 @@ def _core_tables(m: Mapping, layouts, net, multicast: bool, P: int) -> list[Rout
 # ------------------------------------------------------------------------------ entry point
 
 
+def _build_cores(mapping: Mapping, graph: Graph, net, params: CoreParams, levels):
+    cores, layouts = [], []
+    for core in mapping.cores:
+        img, lay = _build_core(core, graph, net, params, levels, params.decay_bits)
+        cores.append(img)
+        layouts.append(lay)
+    return cores, layouts
+
+
 def build_images(graph: Graph, mapping: Mapping, target) -> AcceleratorImage:
     """The accelerator's memory images for ``mapping`` of the quantised, partitioned ``graph``.
 
@@ -621,11 +643,11 @@ def build_images(graph: Graph, mapping: Mapping, target) -> AcceleratorImage:
         _check_population(graph, pop, S)
     params = core_params(t, _decay_bits(net), _payload_bits(graph))
     levels = population_levels(net)
-    cores, layouts = [], []
-    for core in mapping.cores:
-        img, lay = _build_core(core, graph, net, params, levels, params.decay_bits)
-        cores.append(img)
-        layouts.append(lay)
+    try:
+        cores, layouts = _build_cores(mapping, graph, net, params, levels)
+    except _TooManyProfiles:  # more distinct decays than profiles: keep them per neuron
+        params = replace(params, neuron_decays=True)
+        cores, layouts = _build_cores(mapping, graph, net, params, levels)
     params = datapath_params(params, cores)
     cores = [replace(c, params=params) for c in cores]
     tables = _core_tables(mapping, layouts, net, t.multicast, params.lanes)
