@@ -6,6 +6,7 @@ and where; networks split over chips."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -190,8 +191,10 @@ def test_delays_keep_the_ir_timing_through_skip_and_recurrent_paths() -> None:
     assert low.layers["l1"].delays == {("input", 0): 0, ("l1", 3): 2}  # 3 IR steps = 1 + Dly 2
     _, _, low = compiled(skip_net(1))
     assert dict(low.config.chip.layers) == {"a": 1, "b": 1, "o": 2}
-    fmt = low.config.cores[0, 0].synapse_fmts
-    assert {f.dly_bits for f in fmt} == {0}
+    assert all(d == 0 for p in low.layers.values() for d in p.delays.values())
+    # only the bias synapses into 'o' (depth 2, IF without current) wait a step
+    dly = {f.dly_bits for f in low.config.cores[0, 0].synapse_fmts}
+    assert dly == {0, 6} and low.layers["o"].bias_in_u and low.layers["o"].current_bias_dly == 1
 
 
 def test_profiles_and_formats_per_core() -> None:
@@ -220,7 +223,9 @@ def test_synapse_memory_is_the_partitioners_cost() -> None:
                       target="loihi1")  # fmt: skip
     low = lower(r.graph, "loihi1", mapping_of(r.graph, r.ctx.cache))
     fit = {c.core: c.synapse_bits for c in r.ctx.reports["route"].cores}
-    assert [u.synapse_bits for u in low.usage] == [fit[0], fit[1]] == [911_936, 937_024]
+    assert [fit[0], fit[1]] == [911_936, 937_024]
+    # plus the bias axon's synapses (one per neuron with a bias; its biases are carried into u)
+    assert [u.synapse_bits for u in low.usage] == [913_088, 938_368]
     assert all(u.synapse_bits <= 1_048_576 for u in low.usage)
 
 
@@ -249,8 +254,10 @@ def test_semantic_changes_are_reported_not_refused() -> None:
     assert any("next_step reset becomes Loihi's immediate" in x for x in w)
     assert any("truncates toward zero" in x for x in w)
     assert any("'>=' threshold" in x for x in w)
-    assert any("bias acts from Loihi step 0, 1 step(s) before" in x for x in w)
+    # the bias goes through u (no current: decayU 4095), exact from the input's first step
+    assert low.layers["l1"].bias_in_u and not any("bias acts from" in x for x in w)
     assert "lags the input by 2 step(s)" in low.warnings[0]
+    assert "the biases of 'l1' come from an always-on compartment" in low.warnings[1]
 
 
 # ------------------------------------------------------------------------------ refusals
@@ -430,6 +437,66 @@ def test_a_current_bias_beyond_one_synapse_weight_or_max_delay_is_refused(tmp_pa
         compiled(cuba_bias_net(1), t)
 
 
+def if_bias_net() -> Graph:
+    """IF neurons with Loihi's own arithmetic (reset to 0 at once, strict) and biases on both
+    layers (l1's own, l2's from its Affine)."""
+    g = mlp(*_weights(0), cls=N.IF, mode=EXACT, strict=True, bias1=np.linspace(-0.3, 0.5, 20))
+    g.params["fc2"]["bias"] = np.array([0.3, -0.2, 0.25, 0.1, 0.4], np.float32)
+    return g
+
+
+def test_a_lif_or_if_bias_goes_through_u_and_is_exact_from_the_first_step(monkeypatch) -> None:
+    """No current (decayU 4095): the bias compartment's synapses (Dly depth - 1) carry the bias
+    into u, the register holds 0, no early-bias warning, and Loihi equals the IR at every step.
+    The register bias (the old path, forced) acts 1-2 steps early: it differs at IR step 0."""
+    g, m, low = compiled(if_bias_net())
+    check_every_synapse_once(m, low)
+    assert [(n, p.bias_in_u, p.current_bias_dly) for n, p in low.layers.items()] == [
+        ("l1", True, 0), ("l2", True, 1)]  # fmt: skip
+    assert not any(p.bias.any() for p in low.layers.values())
+    assert low.layers["l2"].current_bias.tolist() == [20, -13, 17, 7, 27]  # IR units
+    assert not any("bias acts from" in w for w in low.semantic_changes)
+    (b,) = low.bias_compartments
+    assert (b.core, b.cx, b.targets) == (0, 25, ((0, 0, 32),))
+    x = spikes(30, 6, 12, seed=5, rate=0.3)
+    want = int_sim(g, x)
+    assert np.array_equal(run_aligned(low, x), want)
+    assert want[:3].sum() == 9 and want.sum() == 73
+    mod = importlib.import_module("snnc.backends.loihi.lower")
+    monkeypatch.setattr(mod._LayerLowering, "current_bias", lambda self, b, refuse=True: None)
+    _, _, old = compiled(if_bias_net())
+    assert not any(p.bias_in_u for p in old.layers.values()) and not old.bias_compartments
+    assert sum("bias acts from Loihi step 0" in w for w in old.semantic_changes) == 2
+    diff = run_aligned(old, x) != want
+    assert int(np.argwhere(diff)[0, 0]) == 0 and int(diff.sum()) == 26
+
+
+def test_a_lif_or_if_bias_wider_than_a_synapse_stays_in_the_register_with_the_warning() -> None:
+    g = if_bias_net()
+    g.params["fc2"]["bias"] = np.array([5.0, 7.3, -6.1, 0.0, 9.7], np.float32)
+    _, _, low = compiled(g)  # -500..795 IR units: not one weight, but the register holds it
+    l1, l2 = low.layers["l1"], low.layers["l2"]
+    assert l1.bias_in_u and not l2.bias_in_u and l2.current_bias_format is None
+    assert l2.bias.any() and not l1.bias.any()
+    assert [w for w in low.semantic_changes if "bias acts from" in w] == [
+        "'l2': its bias acts from Loihi step 0, 2 step(s) before its first input arrives; the "
+        "IR adds it from the input's first step"]  # fmt: skip
+
+
+def test_norse_if_export_with_biases_agrees_exactly() -> None:
+    """norse_mlp_if: IF, reset to 0 at once, strict, Linear biases: Loihi's arithmetic, so the
+    loihi engine equals the integer simulator at every step (its biases go through u)."""
+    r = compile_model(NIR / "norse_mlp_if.nir", target="loihi1", nir_flavor="norse")
+    m = mapping_of(r.graph, r.ctx.cache)
+    low = lower(r.graph, "loihi1", m)
+    check_every_synapse_once(m, low)
+    assert [(p.kind, p.bias_in_u) for p in low.layers.values()] == [("IF", True)] * 2
+    assert not any("bias acts from" in w for w in low.semantic_changes)
+    x = spikes(20, 8, 6, seed=1, rate=0.5)
+    want = int_sim(r.graph, x)
+    assert np.array_equal(run_aligned(low, x).reshape(want.shape), want) and want.sum() == 132
+
+
 def _loihi_reset(g: Graph) -> Graph:
     """The graph with Loihi's reset (to 0 at once) in every CubaLIF."""
     nodes, params = dict(g.nodes), {k: dict(v) for k, v in g.params.items()}
@@ -584,8 +651,11 @@ def test_netx_file_holds_what_lava_dl_reads(tmp_path: Path) -> None:
             assert int(n["vDecay"][()]) == int(p.decay_v[0]) == 410
             assert int(n["vThMant"][()]) == int(p.vth[0])
             assert (int(n["refDelay"][()]), bool(n["gradedSpike"][()])) == (1, False)
-        bias = low.layers["l1"].bias << low.layers["l1"].bias_exp
-        assert np.array_equal(layer["1"]["bias"][()] << 6, bias)  # netx: bias_exp 6
+        p = low.layers["l1"]  # its bias goes through u on the chip; netx: the neuron's bias
+        assert p.bias_in_u and not p.bias.any()
+        mant, exp = p.register_bias
+        assert np.array_equal(layer["1"]["bias"][()] << 6, mant << exp)  # netx: bias_exp 6
+        assert np.array_equal(layer["1"]["bias"][()], p.current_bias << p.k) and p.k >= 0
         assert "bias" not in layer["2"]
 
 

@@ -51,24 +51,28 @@ def test_compile_writes_chip_cores_yaml_netx_and_summary(build: Path) -> None:
     assert chip["layers"] == [["l1", 1], ["l3", 2]] and len(chip["cores"]) == 2
     assert yaml.safe_load((build / "loihi" / "chip.yaml").read_text()) == chip
     cfg = read(build / "loihi")
-    assert sum(len(c.compartments) for c in cfg.cores.values()) == 138
+    assert sum(len(c.compartments) for c in cfg.cores.values()) == 139  # + the bias's
 
 
 def test_summary_states_cores_memory_errors_and_warnings(build: Path) -> None:
     text = (build / "summary.txt").read_text()
     assert "2 of 128 cores used (128 per chip), on 1 of 1 chip(s)" in text
-    assert "911,936/1,048,576" in text and "937,024/1,048,576" in text
+    assert "913,088/1,048,576" in text and "938,368/1,048,576" in text
     assert "l1             threshold  max abs 0 IR units" in text
     assert "warning: 'l1': reset by subtraction (v - threshold) becomes Loihi's reset to 0" in text
     assert "warning: 'l3': the next_step reset becomes Loihi's immediate reset" in text
     assert "lags the input by 2 step(s)" in text
     assert "netx: loihi/network.net written (lava-dl netx HDF5, 2 dense layer(s))" in text
+    assert ("netx: network.net carries the biases of 'l1', 'l3' in the neuron bias (acting from "
+            "step 0, as Lava does)") in text  # fmt: skip
 
 
 def test_compile_prints_the_semantic_warnings_on_stderr(tmp_path: Path, capsys) -> None:
     assert main(["compile", str(MNIST), "--target", "loihi1", "-o", str(tmp_path / "b")]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning: ") == 9  # 4 per layer (reset, timing, leak, bias) + latency
+    # 3 per layer (reset, timing, leak) + latency + the biases' note: the biases go through u
+    assert err.count("warning: ") == 8 and "bias acts from Loihi step 0" not in err
+    assert "warning: the biases of 'l1', 'l3' come from an always-on compartment" in err
     assert "warning: 'l1': the leak truncates toward zero" in err
 
 
@@ -176,4 +180,4 @@ def test_eval_engine_loihi_compares_with_the_integer_engine(capsys) -> None:
     assert (res["target"], res["cores"], res["images"], res["steps"]) == ("loihi1", 2, 100, 25)
     acc = res["accuracy"]
     assert abs(acc["loihi"] - acc["integer"]) <= 0.02 and res["prediction_agreement"] >= 0.98
-    assert len(res["semantic_changes"]) == 9
+    assert len(res["semantic_changes"]) == 8

@@ -48,8 +48,14 @@ refused): exact from the first step. The compartment is appended to the first co
 (in core order) where it breaks no per-core limit, reusing a threshold (one ``vth <= 8189``
 leaves room for a larger bias) and a compartment profile (no refractory delay) when it can; else
 it takes a free core of its own (``vth`` 1, bias 65, decays 4095). It belongs to no layer: not
-in ``ChipConfig.layers`` nor in any core's layer list. A LIF/IF bias stays in ``v``'s register
-(warned: it acts from Loihi step 0): lava-dl's netx keeps it there.
+in ``ChipConfig.layers`` nor in any core's layer list.
+
+*LIF/IF biases.* A LIF/IF neuron keeps no current (decayU 4095: ``u = a << 6`` each step), so
+its bias (own bias plus ``gain*b``) added to ``u`` reaches ``v`` as the register would, but from
+Loihi step ``d`` on, with the input: it takes the same path (same format rule and ``Dly``) with
+its ``bias`` register 0. Where it is not one synapse weight (or deeper than ``max_delay + 1``,
+or no scale fits), it stays in the register instead (warned: it acts from Loihi step 0).
+lava-dl's netx keeps either in the neuron's bias field (from step 0, as Lava does).
 
 Refused (BackendError naming the layer, what was found, what Loihi allows and what to do):
 non-Loihi targets; populations with non-spiking output (LI, CubaLI); reset 'none' or to a
@@ -123,6 +129,11 @@ class LayerPlan:
     current_bias: np.ndarray | None = None
     current_bias_format: F.WeightFormat | None = None  #: None: no current bias
     current_bias_dly: int = 0  #: Dly of its synapses (depth - 1)
+    #: a LIF/IF bias carried into u by the bias compartment (its register holds 0)
+    bias_in_u: bool = False
+    #: with ``bias_in_u``: the ``(bias, biasExp)`` the register would hold (netx's bias field;
+    #: None when the register cannot hold it at the layer's scale)
+    register_bias: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -301,16 +312,15 @@ class _LayerLowering:
             out[(src, d)] = dly
         return out
 
-    def current_bias(self, gain: np.ndarray) -> tuple[np.ndarray, F.WeightFormat | None, int]:
-        """A CubaLIF's input bias as the bias compartment adds it to u (IR units, gains
-        applied), its synapse format (None: no bias) and the Dly of its synapses."""
+    def current_bias(self, b: np.ndarray, refuse: bool = True) -> tuple[F.WeightFormat, int] | None:
+        """The synapse format and Dly that carry the bias ``b`` (IR units, gains applied) into
+        u from the bias compartment. Not representable (wider than one synapse weight, or deeper
+        than ``max_delay + 1``): BackendError when ``refuse`` (a CubaLIF's current), else None."""
         pop = self.pop
-        zero = np.zeros(pop.size, np.int64)
-        if not isinstance(pop.node, N.CubaLIF) or not np.any(pop.input_bias):
-            return zero, None, 0
-        b = gain * np.asarray(pop.input_bias, np.int64)
         depth, top = self.depth[pop.name], self.t.core.max_delay
         if depth - 1 > top:
+            if not refuse:
+                return None
             raise _fail(f"{self.where} is at depth {depth}: its input bias (an Affine/Conv bias "
                         f"into its current) must reach u from Loihi step {depth} on, a synaptic "
                         f"delay of {depth - 1} steps from the always-on bias compartment; Loihi "
@@ -320,6 +330,8 @@ class _LayerLowering:
         try:
             fmt = F.weight_format(nz, self.t.core.weight_bits, self.where)
         except BackendError:
+            if not refuse:
+                return None
             tz = F.trailing_zeros(nz)
             raise _fail(
                 f"{self.where}: its input bias (an Affine/Conv bias into its current) adds "
@@ -329,7 +341,7 @@ class _LayerLowering:
                 "fewer weight-bits or frac-bits (biases share the weights' scale), or use "
                 "bias=False on the layers that feed it"
             ) from None
-        return b, fmt, depth - 1
+        return fmt, depth - 1
 
     def problem(self, inputs, fmts, bias, cur_bias=None, cur_fmt=None) -> F.ScaleProblem:
         node = self.pop.node
@@ -349,27 +361,60 @@ class _LayerLowering:
         return F.ScaleProblem(self.where, theta, bool(node.strict), bias, formats, u_bound,
                               v_bound)  # fmt: skip
 
+    def _scale(self, inputs, fmts, bias, cur, via) -> tuple[F.ScaleProblem, int]:
+        cur_fmt = via[0] if via else None
+        prob = self.problem(inputs, fmts, bias, cur if via else None, cur_fmt)
+        return prob, F.choose_scale(prob)
+
     def plan(self) -> LayerPlan:
         pop, node, name = self.pop, self.pop.node, self.pop.name
         gain = _gain(self.g, pop)
         inputs = merged_inputs(pop, gain)
         fmts = self.formats(inputs)
         own = np.asarray(pop.params.get("bias", np.zeros(pop.size)), np.int64)
-        bias = own + gain * pop.input_bias if not isinstance(node, N.CubaLIF) else own
-        cur, cur_fmt, cur_dly = self.current_bias(gain)
-        prob = self.problem(inputs, fmts, bias, cur, cur_fmt)
-        k = F.choose_scale(prob)
-        vth, th_err = F.encode_threshold(prob.theta, prob.strict, k)
-        mant, exp, real = F.encode_bias(bias, k)
         du, dv, derr = _decays(pop)
+        zero = np.zeros(pop.size, np.int64)
+        cur, via, moved = zero, None, False
+        if isinstance(node, N.CubaLIF):
+            bias = own
+            if np.any(pop.input_bias):
+                cur = gain * np.asarray(pop.input_bias, np.int64)
+                via = self.current_bias(cur)
+        else:
+            bias = own + gain * pop.input_bias
+            if (isinstance(node, (N.LIF, N.IF)) and np.any(bias)
+                    and np.all(du == F.DECAY_MAX)):  # fmt: skip
+                # u keeps no current (u = a << 6): the bias through u reaches v exactly from
+                # the first input's step; not representable: the register (from step 0)
+                via = self.current_bias(bias, refuse=False)
+                cur, moved = (bias, True) if via else (zero, False)
+        prob = k = None
+        if moved:
+            try:
+                prob, k = self._scale(inputs, fmts, zero, cur, via)
+            except BackendError:  # no scale with the bias synapses: back to the register
+                cur, via, moved = zero, None, False
+        if prob is None:
+            prob, k = self._scale(inputs, fmts, bias, cur, via)
+        vth, th_err = F.encode_threshold(prob.theta, prob.strict, k)
+        reg = zero if moved else bias
+        mant, exp, real = F.encode_bias(reg, k)
+        register_bias = None
+        if moved:  # what the register would hold (netx's bias)
+            try:
+                register_bias = F.encode_bias(bias, k)[:2]
+            except ValueError:
+                register_bias = None
         errors = [F.ParamError(name, "weights", 0.0, 0.0),
                   F.errors_of(name, "threshold", prob.theta, prob.theta + th_err),
-                  F.errors_of(name, "bias", bias, real), *derr]  # fmt: skip
-        if cur_fmt is not None:  # a synapse weight: exact by construction
+                  F.errors_of(name, "bias", reg, real), *derr]  # fmt: skip
+        if via is not None:  # a synapse weight: exact by construction
             errors.insert(3, F.errors_of(name, "bias (u)", cur, cur))
+        cur_fmt, cur_dly = via if via else (None, 0)
         plan = LayerPlan(name, node.kind, self.depth[name], k, gain, fmts, self.delays(inputs),
                          vth, mant, exp, du, dv, errors, current_bias=cur,
-                         current_bias_format=cur_fmt, current_bias_dly=cur_dly)  # fmt: skip
+                         current_bias_format=cur_fmt, current_bias_dly=cur_dly,
+                         bias_in_u=moved, register_bias=register_bias)  # fmt: skip
         plan.warnings = semantic_changes(node, pop, plan, prob)
         return plan
 
@@ -699,8 +744,8 @@ def lower(graph: Graph, target, mapping=None) -> Lowering:
     bad = violations(config, t)
     if bad and bias_axons:
         where = ", ".join(f"chip {c} core {k}" for c, k, _ in bias_axons)
-        bad.append(f"(the input axon of the always-on bias compartment, carrying the CubaLIF "
-                   f"input biases, is counted on {where})")  # fmt: skip
+        bad.append(f"(the input axon of the always-on bias compartment, carrying the biases "
+                   f"into u, is counted on {where})")  # fmt: skip
     if bad:
         raise _fail(f"the configuration breaks {len(bad)} limit(s) of target '{t.name}':\n  "
                     + "\n  ".join(bad))  # fmt: skip
@@ -709,11 +754,20 @@ def lower(graph: Graph, target, mapping=None) -> Lowering:
     notes = [f"each layer adds one step of synaptic latency: the output '{out}' lags the input "
              f"by {depth[out]} step(s); the loihi engine runs T + {depth[out]} steps and drops "
              f"the first {depth[out]}"]  # fmt: skip
+    cuba = ", ".join(
+        f"'{n}'" for n, p in plans.items() if p.current_bias_format and not p.bias_in_u
+    )
+    moved = ", ".join(f"'{n}'" for n, p in plans.items() if p.bias_in_u)
     if always_on:
-        names = ", ".join(f"'{n}'" for n, p in plans.items() if p.current_bias_format)
         where = "; ".join(f"chip {b.chip} core {b.core} compartment {b.cx}" for b in always_on)
-        notes.append(f"the input biases into the currents of {names} come from an always-on "
-                     f"compartment ({where}) through synapses delayed by the layer's depth - 1: "
-                     "exact from the first step (lava-dl's netx has no such compartment: no "
-                     "loihi/network.net for this network)")  # fmt: skip
+        what = " and ".join(x for x in (cuba and f"the input biases into the currents of {cuba}",
+                                        moved and f"the biases of {moved}") if x)  # fmt: skip
+        netx = (
+            "lava-dl's netx has no such compartment: no loihi/network.net for this network"
+            if cuba
+            else "lava-dl's netx keeps these biases in the neuron bias, from step 0"
+        )
+        notes.append(f"{what} come from an always-on compartment ({where}) through "
+                     "synapses delayed by the layer's depth - 1: exact from the first step "
+                     f"({netx})")  # fmt: skip
     return Lowering(config, t, plans, usage, notes, tuple(always_on))

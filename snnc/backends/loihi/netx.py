@@ -5,7 +5,9 @@ Written as lava-dl's ``lava.lib.dl.netx.hdf5.Network`` reads it (and as slayer's
 ``1``, ... in order. Layer ``0`` is ``type`` ``input`` with its flat ``shape``; each following
 layer is ``type`` ``dense`` with ``shape`` ``[n]``, ``weight`` ``(n, n_in)`` (the integer weight a
 spike adds to the dendritic sum: ``Wgt * 2**wgtExp``, which netx re-splits into mantissa and
-exponent), ``bias`` (the mantissa at netx's fixed bias exponent 6; only when some bias is not 0)
+exponent), ``bias`` (the mantissa at netx's fixed bias exponent 6; only when some bias is not 0; a
+LIF/IF bias the configuration carries into u through the bias compartment goes here too,
+acting from step 0 as Lava's neuron bias does)
 and a group ``neuron`` with ``type`` ``CUBA``, ``iDecay`` (netx sets Lava's ``du`` to
 ``iDecay - 1``), ``vDecay``, ``vThMant``, ``refDelay`` 1 and ``gradedSpike`` false. Strings are
 fixed-length ASCII arrays of one element, as slayer writes them. Nothing else is written: netx
@@ -73,7 +75,7 @@ def netx_layers(low: Lowering, net) -> list[dict]:
     out: list[dict] = [{"type": "input", "shape": np.array([net.source_size(src)])}]
     for name in layers:
         p, pop = low.layers[name], net.populations[name]
-        if p.current_bias_format is not None:
+        if p.current_bias_format is not None and not p.bias_in_u:
             raise _refuse(f"layer '{name}' adds a bias to its current through the bias "
                           "compartment's synapses; netx has biases on v only")  # fmt: skip
         m = merged_inputs(pop, p.gain)[src, 0].toarray().astype(np.int64)
@@ -83,7 +85,11 @@ def netx_layers(low: Lowering, net) -> list[dict]:
         if w.size and (int(w.min()) < -256 or int(w.max()) > (254 if w.min() < 0 else 255)):
             raise _refuse(f"layer '{name}' adds {int(w.min())}..{int(w.max())} per spike; netx "
                           "weights are 8 bits and a sign")  # fmt: skip
-        bias = p.bias.astype(np.int64) << p.bias_exp.astype(np.int64)
+        if p.bias_in_u and p.register_bias is None:
+            raise _refuse(f"layer '{name}' has biases the bias register cannot hold at its "
+                          f"scale 2^{p.k} (the configuration has them as synapses)")  # fmt: skip
+        mant, exp = p.register_bias if p.bias_in_u else (p.bias, p.bias_exp)
+        bias = mant.astype(np.int64) << exp.astype(np.int64)
         if np.any(bias % 64) or np.any(np.abs(bias // 64) > F.BIAS_MANT_MAX):
             raise _refuse(f"layer '{name}' has biases netx cannot hold at its bias exponent 6")
         layer = {

@@ -57,7 +57,8 @@ def _layers(low: Lowering) -> list[str]:
         )
         f = p.current_bias_format
         if f is not None:
-            fmts += (f"{'; ' if fmts else ''}input bias into u from the bias compartment: "
+            what = "bias" if p.bias_in_u else "input bias"
+            fmts += (f"{'; ' if fmts else ''}{what} into u from the bias compartment: "
                      f"{f.wgt_bits}-bit {'mixed' if f.is_mixed else 'excitatory'}, wgtExp "
                      f"{f.wgt_exp(p.k)}, Dly {p.current_bias_dly}")  # fmt: skip
         du = sorted(set(p.decay_u.tolist()))
@@ -85,6 +86,12 @@ def summary(low: Lowering, *, netx: str = "") -> str:
     lines += [f"  warning: {w}" for w in changes]
     if netx:
         lines.append(f"netx: {netx}")
+        moved = [p.name for p in low.layers.values() if p.bias_in_u]
+        if moved and netx.startswith("loihi/network.net written"):
+            names = ", ".join(f"'{n}'" for n in moved)
+            lines.append(f"netx: network.net carries the biases of {names} in the neuron bias "
+                         "(acting from step 0, as Lava does), while the configuration delays "
+                         "them to the input's arrival (bias compartment synapses)")  # fmt: skip
     if low.target.notes:
         lines.append(f"target notes: {' '.join(low.target.notes.split())}")
     return "\n".join(lines) + "\n"
