@@ -483,6 +483,25 @@ def test_a_lif_or_if_bias_wider_than_a_synapse_stays_in_the_register_with_the_wa
         "IR adds it from the input's first step"]  # fmt: skip
 
 
+def test_bias_synapses_that_break_a_core_limit_fall_back_to_the_registers(tmp_path) -> None:
+    """The partitioner does not count the bias synapses: on a target whose one core holds
+    exactly the network's synapses, the biases go back to the registers (warned) rather than
+    the build being refused."""
+    _, _, low = compiled(if_bias_net())
+    fit = max(u.synapse_bits for u in low.usage)  # with the bias synapses
+    plain = loihi_target(tmp_path, "roomy", cores=1, mesh=[1, 1])
+    _, _, low0 = compiled(if_bias_net(), plain)
+    assert low0.layers["l1"].bias_in_u and max(u.synapse_bits for u in low0.usage) == fit
+    no_bias = [u.synapse_bits for u in compiled(mlp(*_weights(0), cls=N.IF, mode=EXACT),
+                                                plain)[2].usage]  # fmt: skip
+    tight = loihi_target(tmp_path, "tight", core={"synapse_memory_bits": max(no_bias)},
+                         cores=1, mesh=[1, 1])  # fmt: skip
+    _, _, low1 = compiled(if_bias_net(), tight)
+    assert not any(p.bias_in_u for p in low1.layers.values())
+    assert violations(low1.config, tight) == []
+    assert len([w for w in low1.semantic_changes if "bias acts from" in w]) == 2
+
+
 def test_norse_if_export_with_biases_agrees_exactly() -> None:
     """norse_mlp_if: IF, reset to 0 at once, strict, Linear biases: Loihi's arithmetic, so the
     loihi engine equals the integer simulator at every step (its biases go through u)."""

@@ -286,8 +286,10 @@ def _decays(pop: Population) -> tuple[np.ndarray, np.ndarray, list[F.ParamError]
 class _LayerLowering:
     """Lowers one population (see :func:`plan_layer`)."""
 
-    def __init__(self, g: Graph, net, name: str, t, depth: dict[str, int], graded_max: int):
+    def __init__(self, g: Graph, net, name: str, t, depth: dict[str, int], graded_max: int,
+                 bias_in_u: bool = True) -> None:  # fmt: skip
         self.g, self.net, self.t, self.depth = g, net, t, depth
+        self.bias_in_u = bias_in_u
         self.pop = net.populations[name]
         self.where = f"population {g.describe(name)}"
         self.graded_max = graded_max
@@ -382,7 +384,7 @@ class _LayerLowering:
                 via = self.current_bias(cur)
         else:
             bias = own + gain * pop.input_bias
-            if (isinstance(node, (N.LIF, N.IF)) and np.any(bias)
+            if (self.bias_in_u and isinstance(node, (N.LIF, N.IF)) and np.any(bias)
                     and np.all(du == F.DECAY_MAX)):  # fmt: skip
                 # u keeps no current (u = a << 6): the bias through u reaches v exactly from
                 # the first input's step; not representable: the register (from step 0)
@@ -451,9 +453,11 @@ def semantic_changes(node, pop: Population, plan: LayerPlan, prob: F.ScaleProble
     return out
 
 
-def plan_layer(g: Graph, net, name: str, t, depth: dict[str, int], graded_max: int) -> LayerPlan:
-    """The :class:`LayerPlan` of population ``name``."""
-    return _LayerLowering(g, net, name, t, depth, graded_max).plan()
+def plan_layer(g: Graph, net, name: str, t, depth: dict[str, int], graded_max: int,
+               bias_in_u: bool = True) -> LayerPlan:  # fmt: skip
+    """The :class:`LayerPlan` of population ``name``. ``bias_in_u=False``: a LIF/IF bias stays
+    in the register (acting from step 0)."""
+    return _LayerLowering(g, net, name, t, depth, graded_max, bias_in_u).plan()
 
 
 # ------------------------------------------------------------------------------ one core
@@ -711,6 +715,26 @@ def _checked_inputs(g: Graph, mapping, t):
     return mapping, net, placement_of(g)
 
 
+def _configure(graph: Graph, net, mapping, plans, loc, bits: int, t):
+    """The cores and chip file of ``plans``: (config, refs, bias axons, bias compartments)."""
+    depth = {n: p.depth for n, p in plans.items()}
+    cores, refs, bias_axons = {}, [], []
+    for mcore in mapping.cores:
+        b = _CoreBuilder(mcore, plans, mapping, loc, t)
+        cfg, ref = b.build()
+        cores[cfg.chip, cfg.core] = cfg
+        refs.append(ref)
+        if b.bias_axon is not None:
+            bias_axons.append((cfg.chip, cfg.core, b.bias_axon))
+    always_on = place_bias_compartments(cores, refs, bias_axons, t)
+    refs.sort(key=lambda r: (r.chip, r.core))
+    chip = ChipConfig(t.name, t.chips, t.cores, bits, tuple(refs), input_ports(net, mapping, loc),
+                      (output_port(graph, net, mapping, loc),),
+                      tuple((n, depth[n]) for n in net.order))  # fmt: skip
+    config = LoihiConfig(chip, {(r.chip, r.core): cores[r.chip, r.core] for r in refs})
+    return config, refs, bias_axons, always_on
+
+
 def lower(graph: Graph, target, mapping=None) -> Lowering:
     """The Loihi configuration of a compiled graph (``snnc compile --target loihi1``).
 
@@ -727,21 +751,21 @@ def lower(graph: Graph, target, mapping=None) -> Lowering:
     depth = depths(net)
     plans = {n: plan_layer(graph, net, n, t, depth, graded_max) for n in net.order}
     loc = core_location(placement, t)
-    cores, refs, bias_axons = {}, [], []
-    for mcore in mapping.cores:
-        b = _CoreBuilder(mcore, plans, mapping, loc, t)
-        cfg, ref = b.build()
-        cores[cfg.chip, cfg.core] = cfg
-        refs.append(ref)
-        if b.bias_axon is not None:
-            bias_axons.append((cfg.chip, cfg.core, b.bias_axon))
-    always_on = place_bias_compartments(cores, refs, bias_axons, t)
-    refs.sort(key=lambda r: (r.chip, r.core))
-    chip = ChipConfig(t.name, t.chips, t.cores, bits, tuple(refs), input_ports(net, mapping, loc),
-                      (output_port(graph, net, mapping, loc),),
-                      tuple((n, depth[n]) for n in net.order))  # fmt: skip
-    config = LoihiConfig(chip, {(r.chip, r.core): cores[r.chip, r.core] for r in refs})
-    bad = violations(config, t)
+    try:
+        built = _configure(graph, net, mapping, plans, loc, bits, t)
+        bad = violations(built[0], t)
+    except BackendError:  # no room for the always-on compartment
+        if not any(p.bias_in_u for p in plans.values()):
+            raise
+        bad = ["no room for the bias compartment"]
+    if bad and any(p.bias_in_u for p in plans.values()):
+        # the partitioner does not count the bias synapses and compartment: where they break a
+        # limit, the LIF/IF biases go back to the registers (from step 0, warned)
+        plans = {n: plan_layer(graph, net, n, t, depth, graded_max, bias_in_u=False)
+                 for n in net.order}  # fmt: skip
+        built = _configure(graph, net, mapping, plans, loc, bits, t)
+        bad = violations(built[0], t)
+    config, refs, bias_axons, always_on = built
     if bad and bias_axons:
         where = ", ".join(f"chip {c} core {k}" for c, k, _ in bias_axons)
         bad.append(f"(the input axon of the always-on bias compartment, carrying the biases "
