@@ -17,7 +17,8 @@ import yaml
 
 from snnc.backends.loihi import lower, read, violations, write
 from snnc.backends.loihi.config import CxProfile, Port, Semantics, routes
-from snnc.backends.loihi.lower import core_usage, merged_inputs
+from snnc.backends.loihi.layer import merged_inputs
+from snnc.backends.loihi.lower import core_usage
 from snnc.backends.loihi.netx import export_netx
 from snnc.build import compile_model
 from snnc.errors import BackendError, SnncError
@@ -462,7 +463,7 @@ def test_a_lif_or_if_bias_goes_through_u_and_is_exact_from_the_first_step(monkey
     want = int_sim(g, x)
     assert np.array_equal(run_aligned(low, x), want)
     assert want[:3].sum() == 9 and want.sum() == 73
-    mod = importlib.import_module("snnc.backends.loihi.lower")
+    mod = importlib.import_module("snnc.backends.loihi.layer")
     monkeypatch.setattr(mod._LayerLowering, "current_bias", lambda self, b, refuse=True: None)
     _, _, old = compiled(if_bias_net())
     assert not any(p.bias_in_u for p in old.layers.values()) and not old.bias_compartments

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from snnc.backends.loihi import formats as F
-from snnc.backends.loihi.lower import Lowering, merged_inputs
+from snnc.backends.loihi.layer import merged_inputs
+from snnc.backends.loihi.lower import Lowering
 from snnc.errors import BackendError
 
 __all__ = ["export_netx", "netx_layers"]
