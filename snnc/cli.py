@@ -155,6 +155,14 @@ def _as_output(values: np.ndarray, spiking: bool) -> np.ndarray:
     return values if values.dtype.kind in "iu" else values.astype(np.float32)
 
 
+def _print_predictions(out: np.ndarray) -> None:
+    """The class with the most output spikes, for the first 20 inputs of ``out`` (T, B, ...)."""
+    t, b = out.shape[:2]
+    counts = out.reshape(t, b, -1).sum(axis=0)
+    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
+          "..." if b > 20 else "")  # fmt: skip
+
+
 def _loihi_rules(args, rules):
     """The build's Loihi rules with the command line's switches applied."""
     from dataclasses import replace
@@ -196,10 +204,8 @@ def cmd_simulate_loihi(args) -> int:
               f"layer's synaptic latency), so step t is the integer engine's step t")  # fmt: skip
         if res.synops is not None:
             print(f"synaptic operations: {res.synops:,}; spikes: {res.spike_count:,}")
-    counts = out.reshape(t, b, -1).sum(axis=0)
     print(f"output spikes: {int(out.sum())}")
-    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
-          "..." if b > 20 else "")  # fmt: skip
+    _print_predictions(out)
     if args.output:
         arrays = {"output": out.astype(np.uint8)}
         arrays |= {f"layer/{n}": v.astype(np.uint8) for n, v in res.spikes.items()}
@@ -244,10 +250,8 @@ def cmd_simulate_build(args) -> int:
     if res.sim_cycles:
         print(f"RTL simulation: {res.sim_cycles:,} cycles, "
               f"{res.sim_cycles / max(res.seconds, 1e-9) / 1e6:.2f} M cycles/s")  # fmt: skip
-    counts = out.reshape(t, b, -1).sum(axis=0)
     print(f"output spikes: {int(out.sum())}")
-    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
-          "..." if b > 20 else "")  # fmt: skip
+    _print_predictions(out)
     if vcd is not None:
         print(f"wrote {vcd} (the first input's {t} steps)")
     if args.output:
@@ -319,7 +323,6 @@ def cmd_simulate(args) -> int:
     for name, values in rec.items():
         arrays[f"layer/{name}"] = _as_output(values, g.nodes[name].spiking)
     t, b = out.shape[:2]
-    counts = out.reshape(t, b, -1).sum(axis=0)
     print(f"simulated {b} input(s) x {t} steps with engine '{args.engine}'")
     if g.meta.get("quantized"):
         from snnc.api import pipeline
@@ -328,8 +331,7 @@ def cmd_simulate(args) -> int:
         print(f"quantised as: {spec_text(pipeline(str(g.meta.get('quantize'))))}")
     if src.spiking:
         print(f"output spikes: {int(out.sum())} ({out.mean():.4f} per neuron per step)")
-        print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])),
-              "..." if b > 20 else "")  # fmt: skip
+        _print_predictions(out)
     if args.output:
         _atomic_npz(Path(args.output), arrays)
         print(f"wrote {args.output}")
@@ -472,8 +474,7 @@ def cmd_run(args) -> int:
     per = cycles.sum(axis=0)
     print(f"ran {b} input(s) x {t} steps on the board at {args.port}: cycles per step mean "
           f"{cycles.mean():.1f}, per input {per.mean():.1f}")  # fmt: skip
-    counts = out.reshape(t, b, -1).sum(axis=0)
-    print("predicted class (most output spikes):", " ".join(map(str, counts.argmax(1)[:20])))
+    _print_predictions(out)
     if args.output:
         _atomic_npz(Path(args.output), {"output": out.astype(np.uint8), "cycles": cycles})
         print(f"wrote {args.output}")
